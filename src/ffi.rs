@@ -1,0 +1,35 @@
+//! Raw bindings to gcmalloc's own, renamed copy of mimalloc.
+//!
+//! `build.rs` renames every symbol of the vendored mimalloc with the `gcm_`
+//! prefix, so these declarations keep mimalloc's names on the Rust side and
+//! name the renamed symbols with `link_name`. They can never bind to another
+//! mimalloc linked into the same binary (e.g. by the `mimalloc` crate).
+//!
+//! Everything here is `unsafe` and follows mimalloc's C contracts
+//! (`vendor/mimalloc/include/mimalloc.h`).
+
+use core::ffi::{c_int, c_void};
+
+macro_rules! mimalloc_fns {
+    ($( $(#[$meta:meta])* fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
+        extern "C" {
+            $(
+                $(#[$meta])*
+                #[link_name = concat!("gcm_", stringify!($name))]
+                pub fn $name($($arg: $ty),*) $(-> $ret)?;
+            )*
+        }
+    };
+}
+
+mimalloc_fns! {
+    fn mi_malloc(size: usize) -> *mut c_void;
+    fn mi_zalloc(size: usize) -> *mut c_void;
+    fn mi_realloc(p: *mut c_void, newsize: usize) -> *mut c_void;
+    fn mi_malloc_aligned(size: usize, alignment: usize) -> *mut c_void;
+    fn mi_zalloc_aligned(size: usize, alignment: usize) -> *mut c_void;
+    fn mi_realloc_aligned(p: *mut c_void, newsize: usize, alignment: usize) -> *mut c_void;
+    fn mi_free(p: *mut c_void);
+    fn mi_version() -> c_int;
+    fn mi_is_in_heap_region(p: *const c_void) -> bool;
+}
