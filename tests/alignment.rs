@@ -1,0 +1,143 @@
+//! `GcMalloc` honours every power-of-two alignment, through realloc too, and
+//! returns null (never aborts) for requests it cannot satisfy.
+
+use std::alloc::{GlobalAlloc, Layout};
+
+use gcmalloc::GcMalloc;
+
+#[global_allocator]
+static GLOBAL: GcMalloc = GcMalloc;
+
+const SIZES: &[usize] = &[
+    1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 100, 127, 1000, 4095, 4096, 4097, 10_000,
+    65_536, 100_000, 1 << 20, (3 << 20) + 5,
+];
+
+/// Alignments 1 B ..= 16 MiB, beyond mimalloc's in-segment limit.
+fn alignments() -> impl Iterator<Item = usize> {
+    (0..=24).map(|shift| 1usize << shift)
+}
+
+fn fill(p: *mut u8, len: usize, seed: u8) {
+    for i in 0..len {
+        // SAFETY: the caller owns `len` writable bytes at `p`.
+        unsafe { p.add(i).write(seed.wrapping_add(i as u8)) };
+    }
+}
+
+fn check(p: *const u8, len: usize, seed: u8) {
+    for i in 0..len {
+        // SAFETY: the caller owns `len` initialised bytes at `p`.
+        let b = unsafe { p.add(i).read() };
+        assert_eq!(b, seed.wrapping_add(i as u8), "byte {i} of {len}");
+    }
+}
+
+#[test]
+fn alloc_honours_alignment_for_every_size() {
+    for align in alignments() {
+        for &size in SIZES {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero size; freed with the same layout below.
+            let p = unsafe { GcMalloc.alloc(layout) };
+            assert!(!p.is_null(), "size {size} align {align}");
+            assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            fill(p, size, 3);
+            check(p, size, 3);
+            // SAFETY: `p` is live and was allocated with `layout`.
+            unsafe { GcMalloc.dealloc(p, layout) };
+        }
+    }
+}
+
+#[test]
+fn alloc_zeroed_is_zeroed_and_aligned() {
+    for align in alignments().take(21) {
+        for &size in SIZES {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            // Dirty memory of this size class first, so a reused block is
+            // not zero by accident.
+            // SAFETY: as above.
+            unsafe {
+                let dirty = GcMalloc.alloc(layout);
+                fill(dirty, size, 0xA5);
+                GcMalloc.dealloc(dirty, layout);
+            }
+            // SAFETY: non-zero size; freed with the same layout below.
+            let p = unsafe { GcMalloc.alloc_zeroed(layout) };
+            assert!(!p.is_null());
+            assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            // SAFETY: `size` bytes at `p` are ours.
+            let bytes = unsafe { std::slice::from_raw_parts(p, size) };
+            assert!(bytes.iter().all(|&b| b == 0), "size {size} align {align}");
+            // SAFETY: `p` is live and was allocated with `layout`.
+            unsafe { GcMalloc.dealloc(p, layout) };
+        }
+    }
+}
+
+#[test]
+fn realloc_keeps_contents_and_alignment_across_size_classes() {
+    for align in alignments().take(21) {
+        let mut size = 1usize;
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: non-zero size.
+        let mut p = unsafe { GcMalloc.alloc(layout) };
+        fill(p, size, 7);
+        // Grow through small, medium, large and huge classes, then shrink.
+        let path = [3, 17, 48, 100, 64, 1000, 1500, 5000, 70_000, 600_000, 5 << 20, 40_000, 24, 2];
+        for &new_size in &path {
+            let old = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: `p` is live with layout `old`; `new_size` is non-zero.
+            let q = unsafe { GcMalloc.realloc(p, old, new_size) };
+            assert!(!q.is_null(), "realloc {size} -> {new_size} align {align}");
+            assert_eq!(q as usize % align, 0, "realloc {size} -> {new_size} align {align}");
+            check(q, size.min(new_size), 7);
+            fill(q, new_size, 7);
+            p = q;
+            size = new_size;
+        }
+        // SAFETY: `p` is live with this layout.
+        unsafe { GcMalloc.dealloc(p, Layout::from_size_align(size, align).unwrap()) };
+    }
+}
+
+#[test]
+fn impossible_requests_return_null_without_aborting() {
+    let huge = [
+        (isize::MAX as usize - 4095, 4096),
+        (isize::MAX as usize - 4095, 1),
+        (isize::MAX as usize / 2, 8),
+    ];
+    for (size, align) in huge {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: non-zero size; a null result is the expected answer.
+        let p = unsafe { GcMalloc.alloc(layout) };
+        assert!(p.is_null(), "size {size} align {align} unexpectedly succeeded");
+        // SAFETY: as above.
+        assert!(unsafe { GcMalloc.alloc_zeroed(layout) }.is_null());
+    }
+    // A realloc that cannot grow returns null and leaves the block intact.
+    let layout = Layout::from_size_align(64, 32).unwrap();
+    // SAFETY: non-zero size.
+    let p = unsafe { GcMalloc.alloc(layout) };
+    fill(p, 64, 9);
+    // SAFETY: `p` is live with `layout`.
+    let q = unsafe { GcMalloc.realloc(p, layout, isize::MAX as usize - 4095) };
+    assert!(q.is_null());
+    check(p, 64, 9);
+    // SAFETY: `p` is still live after the failed realloc.
+    unsafe { GcMalloc.dealloc(p, layout) };
+}
+
+#[test]
+fn huge_blocks_are_usable() {
+    // 256 MiB: a dedicated huge segment, touched at every page.
+    let size = 256 << 20;
+    let mut v = vec![0u8; size];
+    for i in (0..size).step_by(4096) {
+        v[i] = i as u8;
+    }
+    assert_eq!(v[4096 * 3], (4096 * 3) as u8);
+    assert!(gcmalloc::owns(v.as_ptr()));
+}
