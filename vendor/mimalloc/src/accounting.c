@@ -142,11 +142,13 @@ void _mi_page_acct_abandon(mi_page_t* page) {
   if (page->used != page->reserved && !mi_page_is_large_or_huge(page)) return;
   const size_t bytes = mi_page_acct_size(page);
   mi_atomic_add_relaxed(&mi_acct.abandoned, bytes);
-  // Dekker-style with `_mi_page_acct_free_abandoned` (both sides sequentially
-  // consistent): either we see the block a concurrent free pushed (or its
-  // MI_DELAYED_FREEING hold), or that thread sees our bytes and claims them.
-  mi_atomic(store_explicit)(&page->acct_bytes, bytes | MI_ACCT_ABANDONED, mi_memory_order(seq_cst));
-  const mi_thread_free_t tfree = mi_atomic(load_explicit)(&page->xthread_free, mi_memory_order(seq_cst));
+  // Against a concurrent `_mi_page_acct_free_abandoned`: both sides do an
+  // acq_rel read-modify-write of `xthread_free`. If ours comes first, the
+  // freeing thread's RMW synchronizes with it and its claim sees our bytes;
+  // otherwise ours reads its MI_DELAYED_FREEING hold (or the pushed block) and
+  // we take the bytes back. The CAS in `_mi_page_acct_claim` picks one of us.
+  mi_atomic_store_release(&page->acct_bytes, bytes | MI_ACCT_ABANDONED);
+  const mi_thread_free_t tfree = mi_atomic_add_acq_rel(&page->xthread_free, (mi_thread_free_t)0);
   if (mi_tf_block(tfree) != NULL || mi_tf_delayed(tfree) == MI_DELAYED_FREEING) {
     _mi_page_acct_claim(page);  // not full after all
   }
@@ -163,8 +165,7 @@ bool _mi_page_acct_free_abandoned(mi_page_t* page, mi_block_t* block) {
   do {
     if (mi_tf_delayed(tfree) != MI_NEVER_DELAYED_FREE) return false;
     tfreex = mi_tf_set_delayed(tfree, MI_DELAYED_FREEING);
-  } while (!mi_atomic_cas_weak_acq_rel(&page->xthread_free, &tfree, tfreex));
-  mi_atomic(thread_fence)(mi_memory_order(seq_cst));  // see `_mi_page_acct_abandon`
+  } while (!mi_atomic_cas_weak_acq_rel(&page->xthread_free, &tfree, tfreex));  // see `_mi_page_acct_abandon`
   _mi_page_acct_claim(page);
   tfree = mi_atomic_load_relaxed(&page->xthread_free);
   do {
