@@ -34,8 +34,9 @@
 //!   by frees are not counted either: that is the point of the estimate (it
 //!   falls when memory is freed), and it means the estimate tracks memory held
 //!   in full pages, not every live byte. A block freed by another thread into
-//!   a full page of a live thread stays counted until that thread next
-//!   allocates a fresh page (mimalloc's delayed free).
+//!   a full page (or a large/huge block) of a live thread stays counted until
+//!   that thread processes its delayed frees (every 100 allocation slow paths,
+//!   or in a collect), as mimalloc itself only then reuses the block.
 //! * **Batching** ([`Usage::error_bound`]): to cost a few nanoseconds at any
 //!   thread count, [`estimate`] reads one process-wide figure. Each heap adds
 //!   its change to it once the change exceeds 256 KiB, so the figure differs
