@@ -19,8 +19,14 @@
 
 mod allocator;
 mod ffi;
+pub mod qsbr;
+mod sync;
+mod thread;
+mod world;
 
 pub use allocator::GcMalloc;
+pub use thread::{register_thread, ThreadHandle, ThreadState};
+pub use world::{stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.
 ///
