@@ -195,19 +195,7 @@ impl ThreadHandle {
     /// help. Use around blocking calls (I/O, sleep, waiting on a lock).
     /// Never blocks. A no-op if already detached.
     pub fn detach(&self) {
-        let slot = self.slot();
-        // Everything read so far is done with: like a quiescent state.
-        slot.seq.store(0, Ordering::Release);
-        match slot.state.compare_exchange(
-            state::ATTACHED,
-            state::DETACHED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => {}
-            Err(state::STOP_REQUESTED) => crate::world::detach_during_stop(slot),
-            Err(_) => {} // already detached
-        }
+        detach(self.slot());
     }
 
     /// Comes back online after [`detach`](Self::detach). Waits while the
@@ -251,7 +239,17 @@ fn quiescent_slow(slot: &Slot) {
     }
 }
 
-fn attach(slot: &Slot) {
+pub(crate) fn detach(slot: &Slot) {
+    // Everything read so far is done with: like a quiescent state.
+    slot.seq.store(0, Ordering::Release);
+    match slot.state.compare_exchange(state::ATTACHED, state::DETACHED, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {}
+        Err(state::STOP_REQUESTED) => crate::world::detach_during_stop(slot),
+        Err(_) => {} // already detached
+    }
+}
+
+pub(crate) fn attach(slot: &Slot) {
     if slot
         .state
         .compare_exchange(state::DETACHED, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed)

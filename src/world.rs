@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use crate::qsbr::{domain, Slot};
 use crate::sync::{global, lock, park_timeout, thread, AtomicUsize, Mutex, MutexGuard, Ordering};
-use crate::thread::{come_online, current_slot, state, ThreadState};
+use crate::thread::{attach, come_online, current_slot, detach, state, ThreadState};
 
 pub(crate) struct World {
     /// Held for the whole stop: one stop at a time.
@@ -222,30 +222,19 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
     Ok(guard)
 }
 
-/// Takes the stop mutex. An attached requester detaches while it waits, so
-/// that the stop in progress is not left waiting for it.
+/// Takes the stop mutex. An attached requester detaches while it waits (a
+/// stop in progress may be waiting for it), and attaches again after.
 fn take_turn(w: &'static World, me: Option<&Slot>) -> MutexGuard<'static, ()> {
     if let Ok(turn) = w.turn.try_lock() {
         return turn;
     }
-    let attached = me.filter(|s| s.state.load(Ordering::Relaxed) == state::ATTACHED);
+    let attached = me.filter(|s| {
+        matches!(s.state.load(Ordering::Acquire), state::ATTACHED | state::STOP_REQUESTED)
+    });
     let Some(me) = attached else { return lock(&w.turn) };
-    me.seq.store(0, Ordering::Release);
-    // Only this thread and a stopper change its state: this CAS can only
-    // fail on STOP_REQUESTED, which leaves it suspended-detached instead.
-    if me
-        .state
-        .compare_exchange(state::ATTACHED, state::DETACHED, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        detach_during_stop(me);
-    }
+    detach(me);
     let turn = lock(&w.turn);
-    // The previous stop has fully restarted (it releases the mutex last),
-    // so this thread is DETACHED again and nobody else can stop it now.
-    let attached = me.state.compare_exchange(state::DETACHED, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed);
-    debug_assert!(attached.is_ok());
-    come_online(me);
+    attach(me); // the previous stop has restarted: one CAS
     turn
 }
 
