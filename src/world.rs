@@ -223,11 +223,9 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
 }
 
 /// Takes the stop mutex. An attached requester detaches while it waits (a
-/// stop in progress may be waiting for it), and attaches again after.
+/// stop in progress may be waiting for it), and attaches again after: a CAS
+/// each way, small next to a stop.
 fn take_turn(w: &'static World, me: Option<&Slot>) -> MutexGuard<'static, ()> {
-    if let Ok(turn) = w.turn.try_lock() {
-        return turn;
-    }
     let attached = me.filter(|s| {
         matches!(s.state.load(Ordering::Acquire), state::ATTACHED | state::STOP_REQUESTED)
     });
@@ -282,7 +280,10 @@ fn restart() {
         let mut inner = domain().registry.lock();
         inner.stopping = false;
         for slot in domain().registry.slots() {
-            let resumed = loop {
+            // Whether the thread may be parked (at a safepoint, or as an
+            // attach waiter) and needs a wake-up. A plain suspended-detached
+            // thread is running or blocked elsewhere: it is left alone.
+            let wake = loop {
                 let cur = slot.state.load(Ordering::Acquire);
                 let to = match cur {
                     state::SUSPENDED_DETACHED => state::DETACHED,
@@ -298,10 +299,10 @@ fn restart() {
                     if cur == state::STOP_REQUESTED {
                         w.remaining.fetch_sub(1, Ordering::AcqRel);
                     }
-                    break true;
+                    break cur != state::SUSPENDED_DETACHED && cur != state::STOP_REQUESTED;
                 }
             };
-            if resumed {
+            if wake {
                 if let Some(t) = slot.thread(&inner) {
                     t.unpark();
                 }
