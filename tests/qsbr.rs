@@ -30,8 +30,17 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 const LIVE: u64 = 0x600D_600D_600D_600D;
 const POISON: u64 = 0xDEAD_DEAD_DEAD_DEAD;
 
+/// `value` is LIVE until the node is dropped; `id` is unique per node, so a
+/// reader also notices a dropped node whose memory was reused for a new one.
 struct Node {
+    id: u64,
     value: u64,
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+fn node() -> Node {
+    Node { id: NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64, value: LIVE }
 }
 
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
@@ -42,7 +51,10 @@ impl Drop for Node {
         // notices (the memory itself stays mapped in mimalloc's pages).
         // SAFETY: writing our own field through a volatile store, so the
         // compiler cannot drop the "dead" write.
-        unsafe { std::ptr::write_volatile(&mut self.value, POISON) };
+        unsafe {
+            std::ptr::write_volatile(&mut self.value, POISON);
+            std::ptr::write_volatile(&mut self.id, 0);
+        }
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -54,7 +66,7 @@ fn readers_never_see_a_retired_node_dropped() {
     const READERS: usize = 3;
     const WRITES: usize = 40_000;
     let table: Arc<Vec<AtomicPtr<Node>>> = Arc::new(
-        (0..SLOTS).map(|_| AtomicPtr::new(Box::into_raw(Box::new(Node { value: LIVE })))).collect(),
+        (0..SLOTS).map(|_| AtomicPtr::new(Box::into_raw(Box::new(node())))).collect(),
     );
     DROPPED.store(0, Ordering::Relaxed);
     let done = Arc::new(AtomicBool::new(false));
@@ -69,8 +81,15 @@ fn readers_never_see_a_retired_node_dropped() {
                     for slot in table.iter() {
                         // SAFETY: the node is retired, not freed, while this
                         // thread has not quiesced since loading it.
-                        let v = unsafe { std::ptr::read_volatile(&(*slot.load(Ordering::Acquire)).value) };
-                        if v != LIVE {
+                        let (id, v, id_again) = unsafe {
+                            let n = slot.load(Ordering::Acquire);
+                            let id = std::ptr::read_volatile(&(*n).id);
+                            for _ in 0..32 {
+                                std::hint::spin_loop(); // widen the window
+                            }
+                            (id, std::ptr::read_volatile(&(*n).value), std::ptr::read_volatile(&(*n).id))
+                        };
+                        if v != LIVE || id != id_again {
                             poisoned.fetch_add(1, Ordering::Relaxed);
                         }
                         reads += 1;
@@ -92,7 +111,7 @@ fn readers_never_see_a_retired_node_dropped() {
         thread::spawn(move || {
             let me = register_thread();
             for i in 0..WRITES {
-                let fresh = Box::into_raw(Box::new(Node { value: LIVE }));
+                let fresh = Box::into_raw(Box::new(node()));
                 let old = table[i % SLOTS].swap(fresh, Ordering::AcqRel);
                 // SAFETY: `old` came from Box::into_raw and is now unlinked.
                 retire(unsafe { Box::from_raw(old) });
@@ -110,7 +129,7 @@ fn readers_never_see_a_retired_node_dropped() {
     // exits processed the orphan queue, and an unregistered thread's retire
     // processes it again.
     eventually("all retired nodes dropped", || {
-        retire(Box::new(Node { value: LIVE }));
+        retire(Box::new(node()));
         DROPPED.load(Ordering::Relaxed) >= WRITES
     });
     assert_eq!(qsbr::stats().pending_items, 0);
@@ -146,7 +165,7 @@ fn exiting_thread_hands_its_items_to_the_orphan_queue() {
     thread::spawn(|| {
         let _me = register_thread();
         for _ in 0..10 {
-            retire(Box::new(Node { value: LIVE }));
+            retire(Box::new(node()));
         }
     })
     .join()
@@ -155,7 +174,7 @@ fn exiting_thread_hands_its_items_to_the_orphan_queue() {
     assert_eq!((s.pending_items, DROPPED.load(Ordering::Relaxed)), (10, 0), "nothing freed early");
     reader.quiescent();
     // The orphans are processed by the next thread that processes its queue.
-    retire(Box::new(Node { value: LIVE }));
+    retire(Box::new(node()));
     drop(reader);
     assert_eq!(DROPPED.load(Ordering::Relaxed), 11);
     assert_eq!(qsbr::stats().pending_items, 0);
