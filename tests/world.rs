@@ -17,7 +17,8 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// The seed-000 regression (CPython gh-151518): one thread stops the world
-/// in a tight loop; another sleeps detached and re-attaches 50 times. Without
+/// in a tight loop, holding each stop ~50 µs; another sleeps detached and
+/// re-attaches 50 times. Without
 /// the suspended-detached / attach-waiter distinction the sleeper is re-parked
 /// before its attach wins, indefinitely.
 #[test]
@@ -32,7 +33,14 @@ fn reattaching_after_sleep_is_not_starved_by_a_tight_stop_loop() {
         thread::spawn(move || {
             let _me = register_thread(); // a registered requester, like CPython's GC thread
             while !stop.load(Ordering::Relaxed) {
-                drop(stop_the_world());
+                let world = stop_the_world();
+                // "Collect" for a while, as gc.collect() does in the seed:
+                // the world is stopped most of the time.
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_micros(50) {
+                    std::hint::spin_loop();
+                }
+                drop(world);
                 stops.fetch_add(1, Ordering::Relaxed);
             }
         })
