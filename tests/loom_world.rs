@@ -12,7 +12,8 @@ use loom::thread;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
+    // Bound 4 keeps a model to seconds; bound 2 missed a seeded deadlock.
+    b.preemption_bound = Some(4);
     b.check(f);
 }
 
@@ -24,47 +25,17 @@ fn touch(heap: &Heap) {
     heap.with_mut(|h| unsafe { *h += 1 });
 }
 
-/// A thread registers, works attached, passes a safepoint, works again and
-/// exits (possibly while the stop is pending) against one stop.
-#[test]
-fn safepoint_and_exit_against_a_stop() {
-    model(|| {
+/// Runs `body` on a thread while this thread (registered or not) stops the
+/// world `stops` times, touching the heap under each stop.
+fn against_stops(registered_requester: bool, stops: usize, body: fn(&Heap)) {
+    model(move || {
         let heap: Heap = Arc::new(UnsafeCell::new(0));
         let t = {
             let heap = heap.clone();
-            thread::spawn(move || {
-                let me = gcmalloc::register_thread();
-                touch(&heap);
-                me.quiescent();
-                touch(&heap);
-                drop(me);
-            })
+            thread::spawn(move || body(&heap))
         };
-        let world = gcmalloc::stop_the_world();
-        touch(&heap);
-        drop(world);
-        t.join().unwrap();
-    });
-}
-
-/// A thread detaches and re-attaches while a *registered* requester stops
-/// the world twice in a row (the attach-waiter hand-off).
-#[test]
-fn detach_attach_against_repeated_stops() {
-    model(|| {
-        let heap: Heap = Arc::new(UnsafeCell::new(0));
-        let t = {
-            let heap = heap.clone();
-            thread::spawn(move || {
-                let me = gcmalloc::register_thread();
-                me.detach();
-                me.attach();
-                touch(&heap);
-                me.detach();
-            })
-        };
-        let me = gcmalloc::register_thread();
-        for _ in 0..2 {
+        let me = registered_requester.then(gcmalloc::register_thread);
+        for _ in 0..stops {
             let world = gcmalloc::stop_the_world();
             touch(&heap);
             drop(world);
@@ -74,26 +45,42 @@ fn detach_attach_against_repeated_stops() {
     });
 }
 
+/// A thread registers, works attached, passes a safepoint, works again and
+/// exits (possibly while the stop is pending) against one stop.
+#[test]
+fn safepoint_and_exit_against_a_stop() {
+    against_stops(false, 1, |heap| {
+        let me = gcmalloc::register_thread();
+        touch(heap);
+        me.quiescent();
+        touch(heap);
+        drop(me);
+    });
+}
+
+/// A thread detaches and re-attaches while a *registered* requester stops
+/// the world twice in a row (the attach-waiter hand-off).
+#[test]
+fn detach_attach_against_repeated_stops() {
+    against_stops(true, 2, |heap| {
+        let me = gcmalloc::register_thread();
+        me.detach();
+        me.attach();
+        touch(heap);
+        me.detach();
+    });
+}
+
 /// Two requesters, one registered and attached: they take turns, and the
 /// one waiting for its turn does not block the other's stop.
 #[test]
 fn two_requesters_take_turns() {
-    model(|| {
-        let heap: Heap = Arc::new(UnsafeCell::new(0));
-        let t = {
-            let heap = heap.clone();
-            thread::spawn(move || {
-                let me = gcmalloc::register_thread();
-                let world = gcmalloc::stop_the_world();
-                touch(&heap);
-                drop(world);
-                touch(&heap); // attached, outside any stop
-                drop(me);
-            })
-        };
+    against_stops(false, 1, |heap| {
+        let me = gcmalloc::register_thread();
         let world = gcmalloc::stop_the_world();
-        touch(&heap);
+        touch(heap);
         drop(world);
-        t.join().unwrap();
+        touch(heap); // attached, outside any stop
+        drop(me);
     });
 }
