@@ -32,17 +32,6 @@
 //! around each park, so no wake-up is lost. A thread never reaching a
 //! safepoint does not wedge the process: [`stop_the_world_timeout`] restarts
 //! the world at the deadline and names it in a [`StallError`].
-//!
-//! # What a runtime may do while the world is stopped
-//!
-//! Every other registered thread is parked at a safepoint or detached; none
-//! is reading memory shared with lock-free readers, and all of them are
-//! offline for QSBR (any goal the requester polls is reached unless the
-//! requester itself holds it). The requester may scan and mutate the heap
-//! (trace, move or free objects of other threads), and call QSBR functions.
-//! Detached threads may still be running code that does not touch managed
-//! memory — including allocating: the allocator itself is not stopped. Do not
-//! register threads, or start another stop, from the requesting thread.
 
 use core::fmt;
 use std::time::{Duration, Instant};
@@ -72,8 +61,18 @@ impl World {
 global!(world: World = World::new());
 
 /// A stopped world: every other registered thread is parked (at a safepoint
-/// or detached) until this guard is dropped. See the [module docs](self) for
-/// what the holder may do.
+/// or detached) until this guard is dropped.
+///
+/// # What the holder may do
+///
+/// Every other registered thread is parked at a safepoint or detached; none
+/// is reading memory shared with lock-free readers, and all of them are
+/// offline for QSBR (any goal the requester polls is reached unless the
+/// requester itself holds it). The requester may scan and mutate the heap
+/// (trace, move or free objects of other threads), and call QSBR functions.
+/// Detached threads may still be running code that does not touch managed
+/// memory — including allocating: the allocator itself is not stopped. Do not
+/// register threads, or start another stop, from the requesting thread.
 #[must_use = "the world restarts when the guard is dropped"]
 pub struct StopTheWorld {
     _turn: MutexGuard<'static, ()>,
