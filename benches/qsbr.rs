@@ -6,10 +6,14 @@
 //! * retire: `retire(Box)` (+ a quiescent state) vs `pin().defer_destroy` vs
 //!   pushing onto a Mutex-protected garbage list;
 //! * poll: the cached path (one load) and the full registry scan with
-//!   1/16/256/1024 registered threads (all attached and quiesced, parked).
+//!   1/16/256/1024 registered threads (all attached and quiesced, parked);
+//! * reclamation latency: retire a batch of 127 counted items, then
+//!   quiescent states (gcmalloc) or pin + flush (crossbeam) until all are
+//!   dropped, with one other registered thread quiescing in a loop. The
+//!   number of rounds it took is printed once per library.
 
-use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -63,7 +67,7 @@ fn retire(c: &mut Criterion) {
 /// the returned sender is dropped.
 fn park_registered(n: usize) -> (mpsc::Sender<()>, Vec<thread::JoinHandle<()>>) {
     let (release, released) = mpsc::channel::<()>();
-    let released = std::sync::Arc::new(Mutex::new(released));
+    let released = Arc::new(Mutex::new(released));
     let (ready_tx, ready) = mpsc::channel();
     let handles = (1..n)
         .map(|_| {
@@ -110,6 +114,63 @@ fn poll(c: &mut Criterion) {
     g.finish();
 }
 
+static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        DROPS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+const BATCH: usize = 127;
+
+/// Retires a batch with `retire_one`, then calls `round` until every item is
+/// dropped; returns the number of rounds.
+fn reclaim_batch(retire_one: impl Fn(), round: impl Fn()) -> usize {
+    let target = DROPS.load(Ordering::Relaxed) + BATCH;
+    (0..BATCH).for_each(|_| retire_one());
+    let mut rounds = 0;
+    while DROPS.load(Ordering::Relaxed) < target {
+        round();
+        rounds += 1;
+    }
+    rounds
+}
+
+fn reclamation_latency(c: &mut Criterion) {
+    let mut g = c.benchmark_group("reclaim_batch_127");
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let me = gcmalloc::register_thread();
+            while !stop.load(Ordering::Relaxed) {
+                me.quiescent();
+                drop(crossbeam_epoch::pin());
+                thread::yield_now();
+            }
+        })
+    };
+    let me = gcmalloc::register_thread();
+    let gcm_retire = || qsbr::retire(Box::new(Counted));
+    let gcm_round = || me.quiescent();
+    eprintln!("gcmalloc: {} quiescent rounds to reclaim a batch", reclaim_batch(gcm_retire, gcm_round));
+    g.bench_function("gcmalloc_retire_then_quiesce", |b| b.iter(|| reclaim_batch(gcm_retire, gcm_round)));
+    let cb_retire = || {
+        let guard = crossbeam_epoch::pin();
+        guard.defer(|| drop(Counted));
+    };
+    let cb_round = || crossbeam_epoch::pin().flush();
+    eprintln!("crossbeam: {} pin+flush rounds to reclaim a batch", reclaim_batch(cb_retire, cb_round));
+    g.bench_function("crossbeam_defer_then_flush", |b| b.iter(|| reclaim_batch(cb_retire, cb_round)));
+    drop(me);
+    stop.store(true, Ordering::Relaxed);
+    other.join().unwrap();
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(30)
@@ -117,5 +178,5 @@ fn config() -> Criterion {
         .measurement_time(std::time::Duration::from_secs(1))
 }
 
-criterion_group! { name = benches; config = config(); targets = read_side, retire, poll }
+criterion_group! { name = benches; config = config(); targets = read_side, retire, poll, reclamation_latency }
 criterion_main!(benches);

@@ -71,7 +71,7 @@
 //!   the scan sees the new `seq`, or the thread sees every unlink that the
 //!   scan's goal covers. Both orders are checked by `tests/loom_qsbr.rs`.
 //! * **Bounded memory**: besides the seal limits, a thread polls its queue
-//!   every 64 quiescent states while it has pending items, so items do not
+//!   every 8 quiescent states while it has pending items, so items do not
 //!   wait for some other thread to advance. An exiting thread seals its queue
 //!   and hands it to a shared orphan queue, processed (try-lock, nobody waits
 //!   on it) whenever any thread processes its own queue.

@@ -14,7 +14,7 @@ pub(crate) const SEAL_BYTES: usize = 1 << 20;
 /// While a thread has pending items, every this many quiescent states it
 /// seals and polls its queue even if the cached read sequence says nothing
 /// is due, so its items never wait on another thread's advance.
-const POLL_EVERY: u32 = if cfg!(loom) { 1 } else { 64 };
+const POLL_EVERY: u32 = if cfg!(loom) { 1 } else { 8 };
 
 impl Domain {
     /// Queues `item` on the current thread's FIFO, or on the orphan queue if
