@@ -88,7 +88,10 @@ fn every_stop_parks_all_of_64_churning_threads() {
                 while !stop.load(Ordering::Relaxed) {
                     // An attached section: between a safepoint and the next.
                     running.fetch_add(1, Ordering::SeqCst);
-                    std::hint::black_box(vec![i; 16]);
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(20) {
+                        std::hint::black_box(vec![i; 16]);
+                    }
                     running.fetch_sub(1, Ordering::SeqCst);
                     n += 1;
                     if n % 3 == 0 {
@@ -111,7 +114,12 @@ fn every_stop_parks_all_of_64_churning_threads() {
                 let _me = (k == 0).then(register_thread); // one registered requester, one not
                 for _ in 0..STOPS_EACH {
                     let world = stop_the_world();
-                    assert_eq!(running.load(Ordering::SeqCst), 0, "a thread ran attached during a stop");
+                    // Hold the stop ~50 µs, watching from this core for anyone
+                    // who (wrongly) still runs attached on the other.
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(50) {
+                        assert_eq!(running.load(Ordering::SeqCst), 0, "a thread ran attached during a stop");
+                    }
                     drop(world);
                 }
             })
