@@ -35,10 +35,10 @@ fn unaligned_is_enough(size: usize, align: usize) -> bool {
 /// assert_eq!(v.iter().sum::<u64>(), 499_500);
 /// ```
 ///
-/// Every power-of-two alignment is honoured, through `realloc` too, up to
-/// mimalloc's limit (half a segment, 16 MiB on 64-bit); beyond that limit, or
-/// for a size that cannot be satisfied, the allocator returns null (Rust then
-/// reports an allocation error) instead of aborting.
+/// Every power-of-two alignment is honoured, through `realloc` too
+/// (alignments above 16 MiB get a dedicated mimalloc segment). A request that
+/// cannot be satisfied returns null, so Rust reports an allocation error;
+/// nothing aborts or unwinds inside the allocator.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct GcMalloc;
 

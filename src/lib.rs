@@ -11,6 +11,12 @@
 //! assert!(gcmalloc::owns(s.as_ptr()));
 //! ```
 //!
+//! For garbage-collected runtimes it also provides registered threads
+//! ([`register_thread`]) with quiescent-state-based reclamation
+//! ([`qsbr`]: [`qsbr::retire`], [`qsbr::free_delayed`]) and a stop-the-world
+//! that starves no one and diagnoses stalls ([`stop_the_world`],
+//! [`stop_the_world_timeout`]).
+//!
 //! gcmalloc's copy of mimalloc has its symbols renamed, so it links beside the
 //! `mimalloc` crate (any version) without either calling the other.
 
@@ -20,9 +26,15 @@
 mod accounting;
 mod allocator;
 mod ffi;
+pub mod qsbr;
+mod sync;
+mod thread;
+mod world;
 
 pub use accounting::{audit, estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
+pub use thread::{register_thread, ThreadHandle, ThreadState};
+pub use world::{stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.
 ///

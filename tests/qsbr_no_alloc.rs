@@ -1,0 +1,28 @@
+//! `quiescent()`, `poll()`, `detach()`/`attach()` and the page hooks' goal
+//! functions never allocate: dhat counts every allocation in this process.
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+#[test]
+fn quiescent_and_poll_do_not_allocate() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let me = gcmalloc::register_thread();
+    let goal = gcmalloc::qsbr::advance();
+    me.quiescent(); // warm-up: lazy thread-locals, the advance log's clock
+    assert!(gcmalloc::qsbr::poll(goal));
+    let before = dhat::HeapStats::get();
+    for _ in 0..1000 {
+        me.quiescent();
+        let g = gcmalloc::qsbr::advance();
+        assert!(!gcmalloc::qsbr::poll(g), "this thread holds it");
+        me.quiescent();
+        assert!(gcmalloc::qsbr::poll(g), "scan path");
+        assert!(gcmalloc::qsbr::poll(g), "cached path");
+        me.detach();
+        me.attach();
+    }
+    let after = dhat::HeapStats::get();
+    dhat::assert_eq!(after.total_blocks, before.total_blocks);
+    drop(me);
+}
