@@ -19,8 +19,11 @@
 
 mod allocator;
 mod ffi;
+mod proc_memory;
+mod trigger;
 
 pub use allocator::GcMalloc;
+pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.
 ///
@@ -45,3 +48,4 @@ pub fn mimalloc_version() -> u32 {
     // SAFETY: a constant query with no preconditions.
     unsafe { ffi::mi_version() as u32 }
 }
+
