@@ -48,4 +48,3 @@ pub fn mimalloc_version() -> u32 {
     // SAFETY: a constant query with no preconditions.
     unsafe { ffi::mi_version() as u32 }
 }
-
