@@ -17,11 +17,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod accounting;
 mod allocator;
 mod ffi;
 mod proc_memory;
 mod trigger;
 
+pub use accounting::{audit, estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
 pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 
