@@ -94,7 +94,7 @@ fn run_one(point: &Point, policy: &str, threads: usize) -> RunResult {
         cli::Workload::Tree => workloads::run_tree(&mut heap, &trigger, &shape, &mut rng, &mut sampler),
     }
     let time_s = start.elapsed().as_secs_f64();
-    let (stable, trash_slope) = metrics::stability(&sampler.samples);
+    let (stable, trash_slope) = metrics::stability(&sampler.samples, heap.stats.pauses.len());
     let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&heap.stats.pauses);
     RunResult {
         workload: point.workload.name().into(),

@@ -70,7 +70,7 @@ pub struct RunResult {
     pub pause_max_ms: f64,
     pub collections: usize,
     pub stable: bool,
-    /// Theil-Sen slope of trash over the run, in objects per sample.
+    /// Theil-Sen slope of the trash peaks, in objects per stability window.
     pub trash_slope: f64,
     /// Over time; left out of `--json`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -103,13 +103,26 @@ pub fn theil_sen_slope(ys: &[f64]) -> f64 {
     *slopes.select_nth_unstable_by(mid, f64::total_cmp).1
 }
 
-/// Stable: trash is not rising: the Theil-Sen fit rises by at most 5% of
-/// the mean trash over the whole run. Returns (stable, slope).
-pub fn stability(samples: &[Sample]) -> (bool, f64) {
-    let ys: Vec<f64> = samples.iter().map(|s| s.trash as f64).collect();
-    let slope = theil_sen_slope(&ys);
-    let mean = ys.iter().sum::<f64>() / ys.len().max(1) as f64;
-    let rise = slope * ys.len() as f64;
+/// Most windows whose trash peaks the stability fit uses. Trash is a
+/// sawtooth (rising between collections, dropping at each), on which a fit
+/// over raw samples leans upward; the peaks of windows spanning two teeth
+/// or more are flat when trash is not rising.
+const STABILITY_WINDOWS: usize = 20;
+
+/// Stable: trash is not rising: the Theil-Sen fit over the per-window peaks
+/// of trash rises, across the whole run, by at most 5% of their mean. Each
+/// window spans two collections or more (`collections` in the run).
+/// Returns (stable, slope in objects per window).
+pub fn stability(samples: &[Sample], collections: usize) -> (bool, f64) {
+    let windows = (collections / 2).clamp(4, STABILITY_WINDOWS);
+    let per_window = samples.len().div_ceil(windows).max(1);
+    let peaks: Vec<f64> = samples
+        .chunks(per_window)
+        .map(|w| w.iter().map(|s| s.trash).max().unwrap_or(0) as f64)
+        .collect();
+    let slope = theil_sen_slope(&peaks);
+    let mean = peaks.iter().sum::<f64>() / peaks.len().max(1) as f64;
+    let rise = slope * peaks.len() as f64;
     (rise <= STABLE_RISE * mean.max(1.0), slope)
 }
 
@@ -140,9 +153,9 @@ mod tests {
     fn sawtooth_is_stable_and_ramp_is_not() {
         let sample = |trash| Sample { t_s: 0.0, rss_bytes: 0, trash };
         let saw: Vec<Sample> = (0..300).map(|i| sample(i % 37 * 100)).collect();
-        assert!(stability(&saw).0);
+        assert!(stability(&saw, 300 / 37).0);
         let ramp: Vec<Sample> = (0..300).map(|i| sample(i % 37 * 100 + i * 10)).collect();
-        assert!(!stability(&ramp).0);
+        assert!(!stability(&ramp, 300 / 37).0);
     }
 
     #[test]
