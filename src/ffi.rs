@@ -30,6 +30,7 @@ mimalloc_fns! {
     fn mi_zalloc_aligned(size: usize, alignment: usize) -> *mut c_void;
     fn mi_realloc_aligned(p: *mut c_void, newsize: usize, alignment: usize) -> *mut c_void;
     fn mi_free(p: *mut c_void);
+    fn mi_usable_size(p: *const c_void) -> usize;
     fn mi_version() -> c_int;
     fn mi_is_in_heap_region(p: *const c_void) -> bool;
 }
