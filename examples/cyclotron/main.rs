@@ -155,9 +155,7 @@ fn orchestrate(args: &Args) -> Result<(), String> {
     }
     bar.finish_and_clear();
     print!("{}", report::table(&results, &args.policies, &args.base));
-    if let Some(summary) = report::goal_summary(&results) {
-        print!("\n{summary}");
-    }
+    print!("\n{}", report::goal_summary(&results));
     if let Some(path) = &args.json {
         report::write_json(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }

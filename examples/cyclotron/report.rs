@@ -1,6 +1,5 @@
 //! Output: the seed-style table, `--json` and `--plot`.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -51,7 +50,6 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
     let Some(first) = points.first().and_then(|p| p.runs.first()) else {
         return out;
     };
-    let workloads: BTreeSet<&str> = points.iter().map(|p| p.runs[0].workload.as_str()).collect();
     let _ = writeln!(
         out,
         "Uniform: cyc% {:.0}, threads {}; ratio r-X = policy / {base}",
@@ -59,8 +57,8 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
         first.threads
     );
     for policy in policies {
-        let shown_against = if policy == base { "" } else { base };
-        let _ = writeln!(out, "\npolicy={policy}{}", if shown_against.is_empty() { " (base)".to_string() } else { format!(" vs base={base}") });
+        let against = if policy == base { " (base)".to_string() } else { format!(" vs base={base}") };
+        let _ = writeln!(out, "\npolicy={policy}{against}");
         let _ = writeln!(
             out,
             "{:>5} {:>6} {:>7} {:>6} {:>7} {:>5} {:>6} {:>5} {:>7} {:>5} {:>7} {:>5} {:>6} {:>6}",
@@ -70,11 +68,10 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
             let (Some(run), Some(b)) = (point.policy(policy), point.policy(base)) else {
                 continue;
             };
-            let wl = if workloads.len() > 1 { &run.workload[..] } else { &run.workload[..run.workload.len().min(5)] };
             let _ = writeln!(
                 out,
                 "{:>5} {:>6} {:>7} {:>6} {:>7.2} {:>5} {:>6} {:>5} {:>7} {:>5} {:>7.2} {:>5} {:>6} {:>6}",
-                wl,
+                run.workload,
                 count(run.cycle),
                 count(run.extra),
                 count(run.live),
@@ -103,28 +100,37 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
 /// The goal of issue 8, checked on these results: `estimate` vs `rss` where
 /// extra >= 10k (peak RSS <= 0.5x, max trash <= 0.2x), stable everywhere,
 /// and total time no more than `count`'s.
-pub fn goal_summary(points: &[PointResults]) -> Option<String> {
+pub fn goal_summary(points: &[PointResults]) -> String {
     let pairs: Vec<(&RunResult, &RunResult)> = points
         .iter()
         .filter_map(|p| Some((p.policy("estimate")?, p.policy("rss")?)))
         .filter(|(e, _)| e.extra >= 10_000)
         .collect();
-    let max_of = |f: &dyn Fn(&RunResult, &RunResult) -> f64| {
-        pairs.iter().map(|(e, r)| f(e, r)).fold(f64::NAN, f64::max)
+    let ratios = |f: &dyn Fn(&RunResult, &RunResult) -> f64| {
+        let mut v: Vec<f64> = pairs.iter().map(|(e, r)| f(e, r)).collect();
+        v.sort_by(f64::total_cmp);
+        v
     };
-    let rss = max_of(&|e, r| e.peak_rss_bytes as f64 / r.peak_rss_bytes as f64);
-    let trash = max_of(&|e, r| e.max_trash as f64 / r.max_trash.max(1) as f64);
+    let rss = ratios(&|e, r| e.peak_rss_bytes as f64 / r.peak_rss_bytes as f64);
+    let trash = ratios(&|e, r| e.max_trash as f64 / r.max_trash.max(1) as f64);
+    let within = |v: &[f64], goal: f64| v.iter().filter(|&&x| x <= goal).count();
     let estimate_runs = points.iter().filter_map(|p| p.policy("estimate"));
     let unstable = estimate_runs.clone().filter(|r| !r.stable).count();
     let time = |name: &str| points.iter().filter_map(|p| p.policy(name)).map(|r| r.time_s).sum::<f64>();
     let mut out = String::new();
     if !pairs.is_empty() {
+        let n = pairs.len();
         let _ = writeln!(
             out,
-            "estimate vs rss where extra >= 10k ({} points): max r-rss {:.2} (goal <= 0.5), max r-trash {:.2} (goal <= 0.2)",
-            pairs.len(),
-            rss,
-            trash
+            "estimate vs rss where extra >= 10k ({n} points):\n  \
+             r-rss median {:.2}, max {:.2}; <= 0.5 on {} of {n}\n  \
+             r-trash median {:.2}, max {:.2}; <= 0.2 on {} of {n}",
+            rss[n / 2],
+            rss[n - 1],
+            within(&rss, 0.5),
+            trash[n / 2],
+            trash[n - 1],
+            within(&trash, 0.2)
         );
     }
     let _ = writeln!(
@@ -141,7 +147,7 @@ pub fn goal_summary(points: &[PointResults]) -> Option<String> {
             time("rss")
         );
     }
-    Some(out)
+    out
 }
 
 /// Every run's figures as JSON (without the samples).
