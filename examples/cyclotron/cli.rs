@@ -150,9 +150,6 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
     if !(0.0..=1.0).contains(&cyclic_fraction) {
         return Err("--cyclic-fraction needs a number in 0..=1".into());
     }
-    if threads > 1 {
-        return Err("--threads > 1 needs stop_the_world (not built yet)".into());
-    }
     if !policies.contains(&base) {
         policies.insert(0, base.clone());
     }

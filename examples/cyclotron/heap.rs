@@ -6,13 +6,14 @@
 //! collector, exactly the garbage CPython's cycle GC exists for.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gcmalloc::GcTrigger;
 
-/// A handle to a heap object. Valid while the object is reachable from the
-/// roots the workload passes to [`Heap::safepoint`] (or was allocated since
-/// the last safepoint).
+/// A handle to a heap object. Valid while the object is reachable from its
+/// heap's roots at each safepoint (or was allocated since the last one).
 pub type Gc = NonNull<Obj>;
 
 /// One runtime object: outgoing references, optional sorted keys (B-tree
@@ -38,29 +39,69 @@ pub unsafe fn obj<'a>(gc: Gc) -> &'a mut Obj {
     unsafe { &mut *gc.as_ptr() }
 }
 
-/// Collection statistics of one heap.
+/// Uncollected garbage across all heaps of a run, in objects.
 #[derive(Default)]
-pub struct GcStats {
-    pub pauses: Vec<Duration>,
-    /// Unreachable objects not yet collected, as the workload reported them.
-    pub trash: usize,
-    pub max_trash: usize,
+pub struct TrashGauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
 }
 
+impl TrashGauge {
+    pub fn now(&self) -> usize {
+        self.now.load(Relaxed)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max.load(Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        let now = self.now.fetch_add(n, Relaxed) + n;
+        self.max.fetch_max(now, Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.now.fetch_sub(n, Relaxed);
+    }
+}
+
+/// A thread's view of the runtime: its heap, and the safepoint where a
+/// collection may happen. Between safepoints the heap is the thread's own.
+pub trait Mutator {
+    fn heap(&mut self) -> &mut Heap;
+    /// Collects if the trigger says so. Every object the workload still
+    /// uses must be reachable from `heap().roots` here.
+    fn safepoint(&mut self, trigger: &GcTrigger);
+}
+
+/// One thread's objects. The workload owns `roots`; everything else is
+/// garbage at the next collection.
 pub struct Heap {
     objects: Vec<Gc>,
     mark_stack: Vec<Gc>,
-    roots: Vec<Gc>,
-    pub stats: GcStats,
+    pub roots: Vec<Gc>,
+    /// Objects the workload reported unreachable since the last collection.
+    trash: usize,
+    gauge: Arc<TrashGauge>,
+    /// GC pauses this heap's thread spent collecting.
+    pub pauses: Vec<Duration>,
 }
 
+// SAFETY: a heap's objects are reachable only through the heap (workloads
+// never share them between heaps), so moving a heap to another thread moves
+// all access to its objects with it; `--threads` hands heaps between
+// threads only through a Mutex.
+unsafe impl Send for Heap {}
+
 impl Heap {
-    pub fn new() -> Self {
+    pub fn new(gauge: Arc<TrashGauge>) -> Self {
         Heap {
             objects: Vec::new(),
             mark_stack: Vec::new(),
             roots: Vec::new(),
-            stats: GcStats::default(),
+            trash: 0,
+            gauge,
+            pauses: Vec::new(),
         }
     }
 
@@ -81,8 +122,8 @@ impl Heap {
 
     /// The workload dropped its last references to `n` objects of a cycle.
     pub fn unrooted(&mut self, n: usize) {
-        self.stats.trash += n;
-        self.stats.max_trash = self.stats.max_trash.max(self.stats.trash);
+        self.trash += n;
+        self.gauge.add(n);
     }
 
     /// Frees `root` and everything reachable from it at once, as reference
@@ -110,30 +151,16 @@ impl Heap {
         self.mark_stack = stack;
     }
 
-    /// Collects if `trigger` says so; `roots` pushes every root. Returns
-    /// whether it collected.
-    pub fn safepoint(&mut self, trigger: &GcTrigger, roots: impl FnOnce(&mut Vec<Gc>)) -> bool {
-        if !trigger.should_collect() {
-            return false;
-        }
-        self.collect(roots);
-        trigger.collected();
-        true
-    }
-
     /// Marks from the roots and frees every unmarked object.
-    pub fn collect(&mut self, roots: impl FnOnce(&mut Vec<Gc>)) {
-        let start = Instant::now();
-        self.roots.clear();
-        roots(&mut self.roots);
+    pub fn collect(&mut self) {
         self.mark();
         let freed = self.sweep();
         assert_eq!(
-            freed, self.stats.trash,
+            freed, self.trash,
             "collector freed other objects than the workload dropped"
         );
-        self.stats.trash = 0;
-        self.stats.pauses.push(start.elapsed());
+        self.gauge.sub(freed);
+        self.trash = 0;
     }
 
     fn mark(&mut self) {
@@ -178,6 +205,22 @@ impl Drop for Heap {
         for &gc in &self.objects {
             // SAFETY: each object is freed once, and the heap is going away.
             drop(unsafe { Box::from_raw(gc.as_ptr()) });
+        }
+    }
+}
+
+/// The single-threaded runtime: a heap that collects itself.
+impl Mutator for Heap {
+    fn heap(&mut self) -> &mut Heap {
+        self
+    }
+
+    fn safepoint(&mut self, trigger: &GcTrigger) {
+        if trigger.should_collect() {
+            let start = Instant::now();
+            self.collect();
+            trigger.collected();
+            self.pauses.push(start.elapsed());
         }
     }
 }

@@ -23,19 +23,22 @@ mod cli;
 mod heap;
 mod metrics;
 mod report;
+mod threads;
 mod workloads;
 
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gcmalloc::{GcMalloc, GcTrigger, MemorySource, Pacing};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use cli::{Args, Point};
-use heap::Heap;
+use cli::{Args, Point, Workload};
+use heap::{Heap, Mutator, TrashGauge};
 use metrics::{RunResult, Sampler};
 use report::PointResults;
-use workloads::Rng;
+use threads::SharedMutator;
+use workloads::{Rng, Shape};
 
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
@@ -85,17 +88,19 @@ fn trigger_for(policy: &str) -> GcTrigger {
 fn run_one(point: &Point, policy: &str, threads: usize) -> RunResult {
     let trigger = trigger_for(policy);
     let shape = point.shape;
-    let mut heap = Heap::new();
-    let mut rng = Rng::new(SEED);
-    let mut sampler = Sampler::new(shape.total);
+    let gauge = Arc::new(TrashGauge::default());
     let start = Instant::now();
-    match point.workload {
-        cli::Workload::Chain => workloads::run_chain(&mut heap, &trigger, &shape, &mut rng, &mut sampler),
-        cli::Workload::Tree => workloads::run_tree(&mut heap, &trigger, &shape, &mut rng, &mut sampler),
-    }
+    let (pauses, samples) = if threads == 1 {
+        let mut heap = Heap::new(Arc::clone(&gauge));
+        let mut sampler = Sampler::new(shape.total, Arc::clone(&gauge));
+        run_workload(point.workload, &mut heap, &trigger, &shape, SEED, &mut sampler);
+        (std::mem::take(&mut heap.pauses), sampler.samples)
+    } else {
+        run_threads(point.workload, &trigger, &shape, threads, &gauge)
+    };
     let time_s = start.elapsed().as_secs_f64();
-    let (stable, trash_slope) = metrics::stability(&sampler.samples, heap.stats.pauses.len());
-    let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&heap.stats.pauses);
+    let (stable, trash_slope) = metrics::stability(&samples, pauses.len());
+    let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&pauses);
     RunResult {
         workload: point.workload.name().into(),
         cycle: shape.cycle,
@@ -107,15 +112,71 @@ fn run_one(point: &Point, policy: &str, threads: usize) -> RunResult {
         policy: policy.into(),
         time_s,
         peak_rss_bytes: metrics::peak_rss_bytes(),
-        max_trash: heap.stats.max_trash,
+        max_trash: gauge.max(),
         pause_p50_ms,
         pause_p99_ms,
         pause_max_ms,
-        collections: heap.stats.pauses.len(),
+        collections: pauses.len(),
         stable,
         trash_slope,
-        samples: sampler.samples,
+        samples,
     }
+}
+
+fn run_workload(
+    workload: Workload,
+    m: &mut impl Mutator,
+    trigger: &GcTrigger,
+    shape: &Shape,
+    seed: u64,
+    sampler: &mut Sampler,
+) {
+    let mut rng = Rng::new(seed);
+    match workload {
+        Workload::Chain => workloads::run_chain(m, trigger, shape, &mut rng, sampler),
+        Workload::Tree => workloads::run_tree(m, trigger, shape, &mut rng, sampler),
+    }
+}
+
+/// `threads` mutators share the work (`total / threads` objects each) and
+/// the trigger; returns every collection's pause and the first thread's
+/// samples.
+fn run_threads(
+    workload: Workload,
+    trigger: &GcTrigger,
+    shape: &Shape,
+    threads: usize,
+    gauge: &Arc<TrashGauge>,
+) -> (Vec<Duration>, Vec<metrics::Sample>) {
+    let heaps: Vec<Mutex<Heap>> = (0..threads).map(|_| Mutex::new(Heap::new(Arc::clone(gauge)))).collect();
+    let collector = Mutex::new(());
+    let share = Shape { total: shape.total / threads, ..*shape };
+    let samples = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (heaps, collector) = (&heaps, &collector);
+                let mut sampler = if i == 0 { Sampler::new(share.total, Arc::clone(gauge)) } else { Sampler::idle() };
+                s.spawn(move || {
+                    let mut mutator = SharedMutator::new(&heaps[i], heaps, collector);
+                    run_workload(workload, &mut mutator, trigger, &share, SEED + i as u64, &mut sampler);
+                    sampler.samples
+                })
+            })
+            .collect();
+        let mut samples = Vec::new();
+        for (i, handle) in handles.into_iter().enumerate() {
+            let thread_samples = handle.join().expect("mutator thread panicked");
+            if i == 0 {
+                samples = thread_samples;
+            }
+        }
+        samples
+    });
+    let pauses = heaps
+        .into_iter()
+        .flat_map(|heap| std::mem::take(&mut heap.into_inner().expect("no poisoned heap").pauses))
+        .collect();
+    (pauses, samples)
 }
 
 /// Runs `policy` on `point` in a child process (this program, re-executed

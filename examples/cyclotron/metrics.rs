@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use gcmalloc::MemorySource;
 use serde::{Deserialize, Serialize};
 
+use crate::heap::TrashGauge;
+
 /// Samples taken per run (RSS and trash over time, for the plot and the
 /// stability fit).
 const SAMPLES_PER_RUN: usize = 400;
@@ -21,33 +23,44 @@ pub struct Sample {
 }
 
 /// Takes a sample every `total / SAMPLES_PER_RUN` allocated objects.
+/// With several threads, only the first one samples (the process's RSS and
+/// the run's trash), at its own progress.
 pub struct Sampler {
     every: usize,
     next: usize,
     start: Instant,
+    gauge: Option<std::sync::Arc<TrashGauge>>,
     pub samples: Vec<Sample>,
 }
 
 impl Sampler {
-    pub fn new(total: usize) -> Self {
+    pub fn new(total: usize, gauge: std::sync::Arc<TrashGauge>) -> Self {
         Sampler {
             every: (total / SAMPLES_PER_RUN).max(1),
             next: 0,
             start: Instant::now(),
+            gauge: Some(gauge),
             samples: Vec::with_capacity(SAMPLES_PER_RUN + 16),
         }
     }
 
+    /// A sampler that takes no samples.
+    pub fn idle() -> Self {
+        Sampler { every: usize::MAX, next: usize::MAX, start: Instant::now(), gauge: None, samples: Vec::new() }
+    }
+
     #[inline]
-    pub fn tick(&mut self, made: usize, trash: usize) {
-        if made >= self.next {
-            self.next = made + self.every;
-            self.samples.push(Sample {
-                t_s: self.start.elapsed().as_secs_f64(),
-                rss_bytes: MemorySource::Rss.read().unwrap_or(0),
-                trash,
-            });
+    pub fn tick(&mut self, made: usize) {
+        if made < self.next {
+            return;
         }
+        let Some(gauge) = &self.gauge else { return };
+        self.next = made + self.every;
+        self.samples.push(Sample {
+            t_s: self.start.elapsed().as_secs_f64(),
+            rss_bytes: MemorySource::Rss.read().unwrap_or(0),
+            trash: gauge.now(),
+        });
     }
 }
 

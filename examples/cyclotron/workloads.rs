@@ -3,7 +3,7 @@
 
 use gcmalloc::GcTrigger;
 
-use crate::heap::{obj, Gc, Heap, Obj};
+use crate::heap::{obj, Gc, Heap, Mutator, Obj};
 use crate::metrics::Sampler;
 
 /// What one run allocates.
@@ -81,21 +81,27 @@ fn drop_chain(heap: &mut Heap, shape: &Shape, chain: Chain) {
     }
 }
 
-/// `chain`: make chains, hold them until `live` objects are held, then drop
-/// them all.
-pub fn run_chain(heap: &mut Heap, trigger: &GcTrigger, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
-    let mut holder: Vec<Chain> = Vec::new();
+/// `chain`: make chains, hold them (as roots) until `live` objects are held,
+/// then drop them all.
+pub fn run_chain(m: &mut impl Mutator, trigger: &GcTrigger, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
+    let mut cyclic: Vec<bool> = Vec::new();
     let mut made = 0;
     while made < shape.total {
-        holder.push(new_chain(heap, trigger, shape, rng));
+        let heap = m.heap();
+        let chain = new_chain(heap, trigger, shape, rng);
+        heap.roots.push(chain.head);
+        cyclic.push(chain.cyclic);
         made += shape.cycle;
-        if holder.len() * shape.cycle >= shape.live {
-            for chain in holder.drain(..) {
-                drop_chain(heap, shape, chain);
+        if heap.roots.len() * shape.cycle >= shape.live {
+            let holder = std::mem::take(&mut heap.roots);
+            for (&head, cyclic) in holder.iter().zip(cyclic.drain(..)) {
+                drop_chain(heap, shape, Chain { head, cyclic });
             }
+            heap.roots = holder;
+            heap.roots.clear();
         }
-        heap.safepoint(trigger, |roots| roots.extend(holder.iter().map(|c| c.head)));
-        sampler.tick(made, heap.stats.trash);
+        m.safepoint(trigger);
+        sampler.tick(made);
     }
 }
 
@@ -103,7 +109,8 @@ pub fn run_chain(heap: &mut Heap, trigger: &GcTrigger, shape: &Shape, rng: &mut 
 /// chains; each round deletes 20% of the keys, then re-inserts them with new
 /// values. Deletion does not rebalance, and a deleted key returns to the leaf
 /// it left (separators never change), so no leaf overflows.
-pub fn run_tree(heap: &mut Heap, trigger: &GcTrigger, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
+pub fn run_tree(m: &mut impl Mutator, trigger: &GcTrigger, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
+    let heap = m.heap();
     let keys = (shape.live / shape.cycle).max(1) as u64;
     let mut made = 0;
     let mut cyclic = Vec::with_capacity(keys as usize);
@@ -127,6 +134,7 @@ pub fn run_tree(heap: &mut Heap, trigger: &GcTrigger, shape: &Shape, rng: &mut R
         height += 1;
     }
     let tree = Tree { root: level[0], height };
+    heap.roots.push(tree.root);
 
     let churn = (keys as usize * CHURN_PERCENT / 100).max(1);
     let mut victims = Vec::with_capacity(churn);
@@ -137,17 +145,17 @@ pub fn run_tree(heap: &mut Heap, trigger: &GcTrigger, shape: &Shape, rng: &mut R
         victims.dedup();
         for &key in &victims {
             let head = tree.remove(key);
-            drop_chain(heap, shape, Chain { head, cyclic: cyclic[key as usize] });
-            heap.safepoint(trigger, |roots| roots.push(tree.root));
-            sampler.tick(made, heap.stats.trash);
+            drop_chain(m.heap(), shape, Chain { head, cyclic: cyclic[key as usize] });
+            m.safepoint(trigger);
+            sampler.tick(made);
         }
         for &key in &victims {
-            let value = new_chain(heap, trigger, shape, rng);
+            let value = new_chain(m.heap(), trigger, shape, rng);
             made += shape.cycle;
             cyclic[key as usize] = value.cyclic;
             tree.insert(key, value.head);
-            heap.safepoint(trigger, |roots| roots.push(tree.root));
-            sampler.tick(made, heap.stats.trash);
+            m.safepoint(trigger);
+            sampler.tick(made);
         }
     }
 }
