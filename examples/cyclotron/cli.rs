@@ -194,13 +194,16 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(Args { points, policies, base, threads, json, plot, child })
 }
 
-/// `--quick`: representative points, one with a 100 KB payload, one tree.
+/// `--quick`: representative points: no payload, payloads of 10k, 100k and
+/// 300k bytes, and two trees.
 fn quick_points() -> Vec<(Workload, usize, usize, usize)> {
     vec![
         (Workload::Chain, 10, 0, 10_000),
         (Workload::Chain, 10, 100_000, 10_000),
         (Workload::Chain, 100, 10_000, 30_000),
+        (Workload::Chain, 10, 300_000, 30_000),
         (Workload::Tree, 10, 10_000, 10_000),
+        (Workload::Tree, 100, 100_000, 30_000),
     ]
 }
 
