@@ -107,7 +107,26 @@ fn policy(name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("unknown policy {name} (expected one of {POLICIES:?})"))
 }
 
-pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
+/// Why the arguments give no run.
+pub enum ArgsError {
+    /// `--help`: print the usage.
+    Help,
+    Invalid(String),
+}
+
+impl From<String> for ArgsError {
+    fn from(message: String) -> Self {
+        ArgsError::Invalid(message)
+    }
+}
+
+impl From<&str> for ArgsError {
+    fn from(message: &str) -> Self {
+        ArgsError::Invalid(message.to_string())
+    }
+}
+
+pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut grid = false;
     let mut workload = Workload::Chain;
     let (mut cycles, mut extras, mut lives) = (None, None, None);
@@ -126,7 +145,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
                 workload = match value()?.as_str() {
                     "chain" => Workload::Chain,
                     "tree" => Workload::Tree,
-                    other => return Err(format!("unknown workload {other}")),
+                    other => return Err(format!("unknown workload {other}").into()),
                 }
             }
             "--cycle" => cycles = Some(list(&value()?)?),
@@ -143,8 +162,8 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             "--plot" => plot = Some(PathBuf::from(value()?)),
             "--child" => child = true,
             "--policy" => child_policy = Some(policy(&value()?)?),
-            "--help" | "-h" => return Err("help".into()),
-            other => return Err(format!("unknown option {other}")),
+            "--help" | "-h" => return Err(ArgsError::Help),
+            other => return Err(format!("unknown option {other}").into()),
         }
     }
     if !(0.0..=1.0).contains(&cyclic_fraction) {

@@ -50,7 +50,11 @@ const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1)) {
         Ok(args) => args,
-        Err(message) => {
+        Err(cli::ArgsError::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(cli::ArgsError::Invalid(message)) => {
             eprintln!("cyclotron: {message}\n\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
