@@ -10,10 +10,11 @@
 //! and stops no thread: it is the default [`MemorySource`].
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::proc_memory;
+use crate::sync::{const_thread_local, AtomicUsize, Ordering};
+use Ordering::{Acquire, Relaxed, Release};
 
 /// Allocations a thread records locally before adding them to the shared
 /// counter. Bounds how far [`GcTrigger::pending`] can lag behind the other
@@ -242,7 +243,10 @@ impl GcTrigger {
     }
 
     /// Records `n` allocations by the calling thread. Batched per thread:
-    /// other threads see them within [`RECORD_BATCH`] allocations.
+    /// other threads see them within [`RECORD_BATCH`] allocations, and a
+    /// thread's remainder is added when it exits (by a thread-local
+    /// destructor: after `JoinHandle::join` returns, not necessarily when a
+    /// `std::thread::scope` ends).
     #[inline]
     pub fn record_alloc(&self, n: usize) {
         let batched = LOCAL.try_with(|local| local.borrow_mut().add(&self.counts, n));
@@ -256,7 +260,10 @@ impl GcTrigger {
     /// included. Only reads: never drains the counts.
     pub fn pending(&self) -> usize {
         self.flush_local();
-        self.counts.young.load(Relaxed) + self.counts.deferred.load(Relaxed)
+        // Acquire pairs with the deferral's Release: having seen the young
+        // count without the deferred allocations, the deferred count shows
+        // them.
+        self.counts.young.load(Acquire) + self.counts.deferred.load(Relaxed)
     }
 
     /// The memory measured after the last collection (or at creation), in
@@ -270,7 +277,7 @@ impl GcTrigger {
     pub fn should_collect(&self) -> bool {
         self.flush_local();
         let counts = &*self.counts;
-        let young = counts.young.load(Relaxed);
+        let young = counts.young.load(Acquire);
         if young <= self.config.threshold {
             return false;
         }
@@ -288,10 +295,10 @@ impl GcTrigger {
         {
             return true;
         }
-        // Defer: add before subtracting, so that a concurrent `pending()`
-        // may over- but never under-count.
+        // Defer: add before subtracting (Release, see `pending`), so that a
+        // concurrent `pending()` may over- but never under-count.
         counts.deferred.fetch_add(young, Relaxed);
-        counts.young.fetch_sub(young, Relaxed);
+        counts.young.fetch_sub(young, Release);
         false
     }
 
@@ -315,8 +322,8 @@ impl GcTrigger {
     }
 }
 
-thread_local! {
-    static LOCAL: RefCell<LocalBatch> = const { RefCell::new(LocalBatch { owner: None, pending: 0 }) };
+const_thread_local! {
+    static LOCAL: RefCell<LocalBatch> = RefCell::new(LocalBatch { owner: None, pending: 0 });
 }
 
 /// A thread's allocations not yet added to its trigger's shared count. It

@@ -168,12 +168,19 @@ fn reading_counts_never_drains_them() {
 fn allocations_recorded_on_other_threads_are_all_counted() {
     let trigger = GcTrigger::builder().source(MemorySource::None).build();
     std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                for _ in 0..1_000 {
-                    trigger.record_alloc(1);
-                }
-            });
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..1_000 {
+                        trigger.record_alloc(1);
+                    }
+                })
+            })
+            .collect();
+        // An explicit join waits for the thread's exit, thread-local
+        // destructors included (the scope's implicit join does not).
+        for thread in threads {
+            thread.join().unwrap();
         }
     });
     // Exited threads flushed their batches.
