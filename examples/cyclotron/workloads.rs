@@ -3,7 +3,7 @@
 
 use gcmalloc::GcTrigger;
 
-use crate::heap::{obj, Gc, Heap, Mutator, Obj};
+use crate::heap::{obj, Gc, Heap, Mutator};
 use crate::metrics::Sampler;
 
 /// What one run allocates.
@@ -183,7 +183,7 @@ struct Tree {
 
 impl Tree {
     /// The leaf that holds, or held, `key`.
-    fn leaf_for(&self, key: u64) -> &mut Obj {
+    fn leaf_for(&self, key: u64) -> Gc {
         let mut node = self.root;
         for _ in 0..self.height {
             // SAFETY: tree nodes are reachable from the root, hence live.
@@ -191,19 +191,20 @@ impl Tree {
             let i = inner.keys.partition_point(|&k| k <= key).saturating_sub(1);
             node = inner.edges[i];
         }
-        // SAFETY: as above; the returned borrow is the only one in use.
-        unsafe { obj(node) }
+        node
     }
 
     fn remove(&self, key: u64) -> Gc {
-        let leaf = self.leaf_for(key);
+        // SAFETY: the leaf is a live tree node, and this borrow the only one.
+        let leaf = unsafe { obj(self.leaf_for(key)) };
         let i = leaf.keys.binary_search(&key).expect("deleted keys are present");
         leaf.keys.remove(i);
         leaf.edges.remove(i)
     }
 
     fn insert(&self, key: u64, value: Gc) {
-        let leaf = self.leaf_for(key);
+        // SAFETY: as in `remove`.
+        let leaf = unsafe { obj(self.leaf_for(key)) };
         let i = leaf.keys.binary_search(&key).expect_err("re-inserted keys are absent");
         debug_assert!(leaf.keys.len() < BRANCHING);
         leaf.keys.insert(i, key);
