@@ -26,14 +26,17 @@
 mod accounting;
 mod allocator;
 mod ffi;
+mod proc_memory;
 pub mod qsbr;
 mod sync;
 mod thread;
+mod trigger;
 mod world;
 
 pub use accounting::{audit, estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
 pub use thread::{register_thread, ThreadHandle, ThreadState};
+pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use world::{stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.

@@ -1,0 +1,254 @@
+//! Command-line arguments and the grid of runs they describe.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::workloads::Shape;
+
+pub const USAGE: &str = "\
+usage: cyclotron [--quick | --grid] [options]
+
+  --quick               a few representative points, < 60 s (the default)
+  --grid                the seed's grid: cycle {10,100,1k} x extra {0,10k,100k,300k}
+                        x live {100,10k,30k}
+  --workload W          chain (default) or tree
+  --cycle LIST          objects per chain, e.g. 10,100 (with --extra/--live:
+  --extra LIST          payload bytes per chain          a grid of your own)
+  --live LIST           objects kept reachable at most
+  --cyclic-fraction F   fraction of chains closed into cycles (default 1.0)
+  --total N             objects allocated per run (default: sized per point)
+  --threads N           mutator threads (default 1)
+  --policies LIST       of count, rss, estimate, goal (default all four)
+  --base P              policy the ratio columns compare against (default rss)
+  --json FILE           every figure, as JSON
+  --plot FILE.svg       RSS and trash over time, per point and policy";
+
+pub const POLICIES: [&str; 4] = ["count", "rss", "estimate", "goal"];
+
+/// Allocation volume a default-sized run aims at (objects plus payloads).
+const RUN_BYTES: usize = 3 << 30;
+/// Bytes of one payload-less object (header, edges), for sizing runs.
+const OBJECT_BYTES: usize = 64;
+/// Bounds of a default-sized run, in objects.
+const MIN_TOTAL: usize = 1_000_000;
+const MAX_TOTAL: usize = 3_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Chain,
+    Tree,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Chain => "chain",
+            Workload::Tree => "tree",
+        }
+    }
+}
+
+/// One grid point: a workload and its shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    pub workload: Workload,
+    pub shape: Shape,
+}
+
+impl fmt::Display for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shape;
+        write!(f, "{} cycle={} extra={} live={}", self.workload.name(), s.cycle, s.extra, s.live)
+    }
+}
+
+/// The run a child process performs.
+pub struct ChildRun {
+    pub point: Point,
+    pub policy: String,
+}
+
+pub struct Args {
+    pub points: Vec<Point>,
+    pub policies: Vec<String>,
+    pub base: String,
+    pub threads: usize,
+    pub json: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    pub child: Option<ChildRun>,
+}
+
+/// Objects per run when `--total` is not given: about `RUN_BYTES` of
+/// allocation, within [`MIN_TOTAL`, `MAX_TOTAL`] objects.
+pub fn default_total(cycle: usize, extra: usize) -> usize {
+    let per_object = OBJECT_BYTES + extra / cycle;
+    (RUN_BYTES / per_object).clamp(MIN_TOTAL, MAX_TOTAL)
+}
+
+fn list(value: &str) -> Result<Vec<usize>, String> {
+    value.split(',').map(|v| number(v.trim())).collect()
+}
+
+/// `30000`, `30k` or `1m`.
+fn number(v: &str) -> Result<usize, String> {
+    let (digits, scale) = match v.as_bytes().last() {
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 1_000),
+        Some(b'm' | b'M') => (&v[..v.len() - 1], 1_000_000),
+        _ => (v, 1),
+    };
+    let n: f64 = digits.parse().map_err(|_| format!("not a number: {v}"))?;
+    Ok((n * scale as f64) as usize)
+}
+
+fn policy(name: &str) -> Result<String, String> {
+    POLICIES
+        .contains(&name)
+        .then(|| name.to_string())
+        .ok_or_else(|| format!("unknown policy {name} (expected one of {POLICIES:?})"))
+}
+
+/// Why the arguments give no run.
+pub enum ArgsError {
+    /// `--help`: print the usage.
+    Help,
+    Invalid(String),
+}
+
+impl From<String> for ArgsError {
+    fn from(message: String) -> Self {
+        ArgsError::Invalid(message)
+    }
+}
+
+impl From<&str> for ArgsError {
+    fn from(message: &str) -> Self {
+        ArgsError::Invalid(message.to_string())
+    }
+}
+
+pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
+    let mut grid = false;
+    let mut workload = Workload::Chain;
+    let (mut cycles, mut extras, mut lives) = (None, None, None);
+    let mut cyclic_fraction = 1.0;
+    let mut total = None;
+    let mut threads = 1;
+    let mut policies: Vec<String> = POLICIES.iter().map(|p| p.to_string()).collect();
+    let mut base = "rss".to_string();
+    let (mut json, mut plot, mut child, mut child_policy) = (None, None, false, None);
+    while let Some(flag) = raw.next() {
+        let mut value = || raw.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--quick" => grid = false,
+            "--grid" => grid = true,
+            "--workload" => {
+                workload = match value()?.as_str() {
+                    "chain" => Workload::Chain,
+                    "tree" => Workload::Tree,
+                    other => return Err(format!("unknown workload {other}").into()),
+                }
+            }
+            "--cycle" => cycles = Some(list(&value()?)?),
+            "--extra" => extras = Some(list(&value()?)?),
+            "--live" => lives = Some(list(&value()?)?),
+            "--cyclic-fraction" => {
+                cyclic_fraction = value()?.parse().map_err(|_| "--cyclic-fraction needs a number in 0..=1")?
+            }
+            "--total" => total = Some(number(&value()?)?),
+            "--threads" => threads = number(&value()?)?.max(1),
+            "--policies" => policies = value()?.split(',').map(policy).collect::<Result<_, _>>()?,
+            "--base" => base = policy(&value()?)?,
+            "--json" => json = Some(PathBuf::from(value()?)),
+            "--plot" => plot = Some(PathBuf::from(value()?)),
+            "--child" => child = true,
+            "--policy" => child_policy = Some(policy(&value()?)?),
+            "--help" | "-h" => return Err(ArgsError::Help),
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    if !(0.0..=1.0).contains(&cyclic_fraction) {
+        return Err("--cyclic-fraction needs a number in 0..=1".into());
+    }
+    if !policies.contains(&base) {
+        policies.insert(0, base.clone());
+    }
+    let custom = cycles.is_some() || extras.is_some() || lives.is_some();
+    let mut dims: Vec<(Workload, usize, usize, usize)> = if custom || grid {
+        let cycles = cycles.unwrap_or_else(|| if grid { vec![10, 100, 1000] } else { vec![10] });
+        let extras = extras.unwrap_or_else(|| if grid { vec![0, 10_000, 100_000, 300_000] } else { vec![0] });
+        let lives = lives.unwrap_or_else(|| if grid { vec![100, 10_000, 30_000] } else { vec![10_000] });
+        let mut dims = Vec::new();
+        for &c in &cycles {
+            for &e in &extras {
+                for &l in &lives {
+                    dims.push((workload, c, e, l));
+                }
+            }
+        }
+        dims
+    } else {
+        quick_points()
+    };
+    if dims.iter().any(|&(_, c, _, l)| c == 0 || l == 0) {
+        return Err("--cycle and --live must be at least 1".into());
+    }
+    let points = dims
+        .drain(..)
+        .map(|(workload, cycle, extra, live)| Point {
+            workload,
+            shape: Shape {
+                cycle,
+                extra,
+                live,
+                cyclic_fraction,
+                total: total.unwrap_or_else(|| default_total(cycle, extra)),
+            },
+        })
+        .collect::<Vec<_>>();
+    let child = match (child, child_policy) {
+        (false, _) => None,
+        (true, Some(policy)) if points.len() == 1 => Some(ChildRun { point: points[0], policy }),
+        (true, _) => return Err("--child needs --policy and exactly one point".into()),
+    };
+    Ok(Args { points, policies, base, threads, json, plot, child })
+}
+
+/// `--quick`: representative points: no payload, payloads of 10k, 100k and
+/// 300k bytes, and two trees.
+fn quick_points() -> Vec<(Workload, usize, usize, usize)> {
+    vec![
+        (Workload::Chain, 10, 0, 10_000),
+        (Workload::Chain, 10, 100_000, 10_000),
+        (Workload::Chain, 100, 10_000, 30_000),
+        (Workload::Chain, 10, 300_000, 30_000),
+        (Workload::Tree, 10, 10_000, 10_000),
+        (Workload::Tree, 100, 100_000, 30_000),
+    ]
+}
+
+/// The arguments that make a child process run `policy` on `point`.
+pub fn child_args(point: &Point, policy: &str, threads: usize) -> Vec<String> {
+    let s = &point.shape;
+    [
+        "--child",
+        "--policy",
+        policy,
+        "--workload",
+        point.workload.name(),
+        "--cycle",
+        &s.cycle.to_string(),
+        "--extra",
+        &s.extra.to_string(),
+        "--live",
+        &s.live.to_string(),
+        "--cyclic-fraction",
+        &s.cyclic_fraction.to_string(),
+        "--total",
+        &s.total.to_string(),
+        "--threads",
+        &threads.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}

@@ -1,0 +1,226 @@
+//! The toy runtime: objects allocated through `GcMalloc`, a tracing
+//! (mark-sweep) collector, and a `GcTrigger` that decides when to run it.
+//!
+//! Reference counting is simulated where the workload knows a dropped
+//! structure is acyclic (`free_acyclic`); cyclic garbage waits for the
+//! collector, exactly the garbage CPython's cycle GC exists for.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gcmalloc::GcTrigger;
+
+/// A handle to a heap object. Valid while the object is reachable from its
+/// heap's roots at each safepoint (or was allocated since the last one).
+pub type Gc = NonNull<Obj>;
+
+/// One runtime object: outgoing references, optional sorted keys (B-tree
+/// nodes) and an optional payload (`--extra` bytes).
+pub struct Obj {
+    marked: bool,
+    /// Index in `Heap::objects`, so that refcount-style frees are O(1).
+    slot: usize,
+    pub edges: Vec<Gc>,
+    pub keys: Vec<u64>,
+    /// Held only for the memory it occupies.
+    _payload: Vec<u8>,
+}
+
+/// Access to an object's fields.
+///
+/// # Safety
+/// `gc` must be a live object of the heap it came from (reachable from the
+/// workload's roots, or allocated since the last safepoint), and no other
+/// reference to it may be in use.
+pub unsafe fn obj<'a>(gc: Gc) -> &'a mut Obj {
+    // SAFETY: the caller guarantees the object is live and unaliased.
+    unsafe { &mut *gc.as_ptr() }
+}
+
+/// Uncollected garbage across all heaps of a run, in objects.
+#[derive(Default)]
+pub struct TrashGauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl TrashGauge {
+    pub fn now(&self) -> usize {
+        self.now.load(Relaxed)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max.load(Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        let now = self.now.fetch_add(n, Relaxed) + n;
+        self.max.fetch_max(now, Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.now.fetch_sub(n, Relaxed);
+    }
+}
+
+/// A thread's view of the runtime: its heap, and the safepoint where a
+/// collection may happen. Between safepoints the heap is the thread's own.
+pub trait Mutator {
+    fn heap(&mut self) -> &mut Heap;
+    /// Collects if the trigger says so. Every object the workload still
+    /// uses must be reachable from `heap().roots` here.
+    fn safepoint(&mut self, trigger: &GcTrigger);
+}
+
+/// One thread's objects. The workload owns `roots`; everything else is
+/// garbage at the next collection.
+pub struct Heap {
+    objects: Vec<Gc>,
+    mark_stack: Vec<Gc>,
+    pub roots: Vec<Gc>,
+    /// Objects the workload reported unreachable since the last collection.
+    trash: usize,
+    gauge: Arc<TrashGauge>,
+    /// GC pauses this heap's thread spent collecting.
+    pub pauses: Vec<Duration>,
+}
+
+// SAFETY: a heap's objects are reachable only through the heap (workloads
+// never share them between heaps), so moving a heap to another thread moves
+// all access to its objects with it; `--threads` hands heaps between
+// threads only through a Mutex.
+unsafe impl Send for Heap {}
+
+impl Heap {
+    pub fn new(gauge: Arc<TrashGauge>) -> Self {
+        Heap {
+            objects: Vec::new(),
+            mark_stack: Vec::new(),
+            roots: Vec::new(),
+            trash: 0,
+            gauge,
+            pauses: Vec::new(),
+        }
+    }
+
+    /// A new object with `payload` bytes, written so that they are resident.
+    pub fn alloc(&mut self, trigger: &GcTrigger, payload: usize) -> Gc {
+        let obj = Box::new(Obj {
+            marked: false,
+            slot: self.objects.len(),
+            edges: Vec::new(),
+            keys: Vec::new(),
+            _payload: vec![0xA5; payload],
+        });
+        let gc = NonNull::from(Box::leak(obj));
+        self.objects.push(gc);
+        trigger.record_alloc(1);
+        gc
+    }
+
+    /// The workload dropped its last references to `n` objects of a cycle.
+    pub fn unrooted(&mut self, n: usize) {
+        self.trash += n;
+        self.gauge.add(n);
+    }
+
+    /// Frees `root` and everything reachable from it at once, as reference
+    /// counting would.
+    ///
+    /// # Safety
+    /// The structure under `root` must be acyclic, owned by nothing else,
+    /// and unreachable from the roots.
+    pub unsafe fn free_acyclic(&mut self, root: Gc) {
+        let mut stack = std::mem::take(&mut self.mark_stack);
+        stack.push(root);
+        while let Some(gc) = stack.pop() {
+            // SAFETY: the caller guarantees each object under `root` is live
+            // and reachable only through this structure, so it is visited
+            // once and freed once.
+            let object = unsafe { Box::from_raw(gc.as_ptr()) };
+            stack.extend_from_slice(&object.edges);
+            let last = self.objects.pop().expect("object in heap");
+            if last != gc {
+                // SAFETY: `last` is a live object of this heap.
+                unsafe { obj(last) }.slot = object.slot;
+                self.objects[object.slot] = last;
+            }
+        }
+        self.mark_stack = stack;
+    }
+
+    /// Marks from the roots and frees every unmarked object.
+    pub fn collect(&mut self) {
+        self.mark();
+        let freed = self.sweep();
+        assert_eq!(
+            freed, self.trash,
+            "collector freed other objects than the workload dropped"
+        );
+        self.gauge.sub(freed);
+        self.trash = 0;
+    }
+
+    fn mark(&mut self) {
+        let mut stack = std::mem::take(&mut self.mark_stack);
+        stack.extend_from_slice(&self.roots);
+        while let Some(gc) = stack.pop() {
+            // SAFETY: every object reachable from the roots is live.
+            let object = unsafe { obj(gc) };
+            if !object.marked {
+                object.marked = true;
+                stack.extend_from_slice(&object.edges);
+            }
+        }
+        self.mark_stack = stack;
+    }
+
+    fn sweep(&mut self) -> usize {
+        let mut kept = 0;
+        for i in 0..self.objects.len() {
+            let gc = self.objects[i];
+            // SAFETY: every object in `objects` is live until freed here.
+            let object = unsafe { obj(gc) };
+            if object.marked {
+                object.marked = false;
+                object.slot = kept;
+                self.objects[kept] = gc;
+                kept += 1;
+            } else {
+                // SAFETY: unmarked means unreachable from the roots: no one
+                // can use it again, and it leaves `objects` below.
+                drop(unsafe { Box::from_raw(gc.as_ptr()) });
+            }
+        }
+        let freed = self.objects.len() - kept;
+        self.objects.truncate(kept);
+        freed
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        for &gc in &self.objects {
+            // SAFETY: each object is freed once, and the heap is going away.
+            drop(unsafe { Box::from_raw(gc.as_ptr()) });
+        }
+    }
+}
+
+/// The single-threaded runtime: a heap that collects itself.
+impl Mutator for Heap {
+    fn heap(&mut self) -> &mut Heap {
+        self
+    }
+
+    fn safepoint(&mut self, trigger: &GcTrigger) {
+        if trigger.should_collect() {
+            let start = Instant::now();
+            self.collect();
+            trigger.collected();
+            self.pauses.push(start.elapsed());
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! What one run measured: samples over time, pauses, and the summary figures.
+
+use std::time::{Duration, Instant};
+
+use gcmalloc::MemorySource;
+use serde::{Deserialize, Serialize};
+
+use crate::heap::TrashGauge;
+
+/// Samples taken per run (RSS and trash over time, for the plot and the
+/// stability fit).
+const SAMPLES_PER_RUN: usize = 400;
+
+/// The fitted rise of trash over a whole run must stay within this fraction
+/// of its mean level for the run to count as stable.
+const STABLE_RISE: f64 = 0.05;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Sample {
+    pub t_s: f64,
+    pub rss_bytes: usize,
+    pub trash: usize,
+}
+
+/// Takes a sample every `total / SAMPLES_PER_RUN` allocated objects.
+/// With several threads, only the first one samples (the process's RSS and
+/// the run's trash), at its own progress.
+pub struct Sampler {
+    every: usize,
+    next: usize,
+    start: Instant,
+    gauge: Option<std::sync::Arc<TrashGauge>>,
+    pub samples: Vec<Sample>,
+}
+
+impl Sampler {
+    pub fn new(total: usize, gauge: std::sync::Arc<TrashGauge>) -> Self {
+        Sampler {
+            every: (total / SAMPLES_PER_RUN).max(1),
+            next: 0,
+            start: Instant::now(),
+            gauge: Some(gauge),
+            samples: Vec::with_capacity(SAMPLES_PER_RUN + 16),
+        }
+    }
+
+    /// A sampler that takes no samples.
+    pub fn idle() -> Self {
+        Sampler { every: usize::MAX, next: usize::MAX, start: Instant::now(), gauge: None, samples: Vec::new() }
+    }
+
+    #[inline]
+    pub fn tick(&mut self, made: usize) {
+        if made < self.next {
+            return;
+        }
+        let Some(gauge) = &self.gauge else { return };
+        self.next = made + self.every;
+        self.samples.push(Sample {
+            t_s: self.start.elapsed().as_secs_f64(),
+            rss_bytes: MemorySource::Rss.read().unwrap_or(0),
+            trash: gauge.now(),
+        });
+    }
+}
+
+/// One policy's run on one grid point: every figure of the report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResult {
+    pub workload: String,
+    pub cycle: usize,
+    pub extra: usize,
+    pub live: usize,
+    pub cyclic_fraction: f64,
+    pub threads: usize,
+    pub total: usize,
+    pub policy: String,
+    pub time_s: f64,
+    pub peak_rss_bytes: usize,
+    pub max_trash: usize,
+    pub pause_p50_ms: f64,
+    pub pause_p99_ms: f64,
+    pub pause_max_ms: f64,
+    pub collections: usize,
+    pub stable: bool,
+    /// Theil-Sen slope of the trash peaks, in objects per stability window.
+    pub trash_slope: f64,
+    /// Over time; left out of `--json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+}
+
+/// Pause percentiles in milliseconds: (p50, p99, max); zeros if none.
+pub fn pause_percentiles(pauses: &[Duration]) -> (f64, f64, f64) {
+    if pauses.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let mut ms: Vec<f64> = pauses.iter().map(|p| p.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99), ms[ms.len() - 1])
+}
+
+/// The Theil-Sen slope (median of pairwise slopes) of `ys` over their index.
+pub fn theil_sen_slope(ys: &[f64]) -> f64 {
+    let mut slopes = Vec::with_capacity(ys.len() * ys.len().saturating_sub(1) / 2);
+    for i in 0..ys.len() {
+        for j in i + 1..ys.len() {
+            slopes.push((ys[j] - ys[i]) / (j - i) as f64);
+        }
+    }
+    if slopes.is_empty() {
+        return 0.0;
+    }
+    let mid = slopes.len() / 2;
+    *slopes.select_nth_unstable_by(mid, f64::total_cmp).1
+}
+
+/// Most windows whose trash peaks the stability fit uses. Trash is a
+/// sawtooth (rising between collections, dropping at each), on which a fit
+/// over raw samples leans upward; the peaks of windows spanning two teeth
+/// or more are flat when trash is not rising.
+const STABILITY_WINDOWS: usize = 20;
+
+/// Stable: trash is not rising: the Theil-Sen fit over the per-window peaks
+/// of trash rises, across the whole run, by at most 5% of their mean. Each
+/// window spans two collections or more (`collections` in the run).
+/// Returns (stable, slope in objects per window).
+pub fn stability(samples: &[Sample], collections: usize) -> (bool, f64) {
+    let windows = (collections / 2).clamp(4, STABILITY_WINDOWS);
+    let per_window = samples.len().div_ceil(windows).max(1);
+    let peaks: Vec<f64> = samples
+        .chunks(per_window)
+        .map(|w| w.iter().map(|s| s.trash).max().unwrap_or(0) as f64)
+        .collect();
+    let slope = theil_sen_slope(&peaks);
+    let mean = peaks.iter().sum::<f64>() / peaks.len().max(1) as f64;
+    let rise = slope * peaks.len() as f64;
+    (rise <= STABLE_RISE * mean.max(1.0), slope)
+}
+
+/// The peak resident set of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> usize {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    usage.ru_maxrss as usize * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn theil_sen_ignores_outliers() {
+        let mut ys: Vec<f64> = (0..50).map(|x| 2.0 * x as f64 + 1.0).collect();
+        ys[10] = 1e6;
+        ys[40] = -1e6;
+        assert_eq!(theil_sen_slope(&ys), 2.0);
+    }
+
+    #[test]
+    fn sawtooth_is_stable_and_ramp_is_not() {
+        let sample = |trash| Sample { t_s: 0.0, rss_bytes: 0, trash };
+        let saw: Vec<Sample> = (0..300).map(|i| sample(i % 37 * 100)).collect();
+        assert!(stability(&saw, 300 / 37).0);
+        let ramp: Vec<Sample> = (0..300).map(|i| sample(i % 37 * 100 + i * 10)).collect();
+        assert!(!stability(&ramp, 300 / 37).0);
+    }
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let pauses: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(pause_percentiles(&pauses), (51.0, 99.0, 100.0));
+    }
+}

@@ -1,0 +1,79 @@
+//! `--threads N`: N mutator threads, each with a heap of its own, sharing one
+//! `GcTrigger`. The thread that finds `should_collect()` true stops the world
+//! (`gcmalloc::stop_the_world`) and collects every heap.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use gcmalloc::{GcTrigger, ThreadHandle};
+
+use crate::heap::{Heap, Mutator};
+
+/// A registered mutator thread. It holds its heap's lock between safepoints
+/// and releases it at each one, so that a collector can take the heap while
+/// this thread is parked.
+pub struct SharedMutator<'a> {
+    // Declared first so that the heap is released before the thread
+    // unregisters.
+    guard: Option<MutexGuard<'a, Heap>>,
+    own: &'a Mutex<Heap>,
+    all: &'a [Mutex<Heap>],
+    /// One collector at a time (see `collect_all`).
+    collector: &'a Mutex<()>,
+    me: ThreadHandle,
+}
+
+impl<'a> SharedMutator<'a> {
+    /// Registers the calling thread; `own` is its heap, one of `all`, and
+    /// `collector` is shared by all of them.
+    pub fn new(own: &'a Mutex<Heap>, all: &'a [Mutex<Heap>], collector: &'a Mutex<()>) -> Self {
+        let me = gcmalloc::register_thread();
+        SharedMutator { guard: Some(lock(own)), own, all, collector, me }
+    }
+
+    /// Stops the world and collects every heap, unless another thread's
+    /// collection made it unnecessary while this one waited for its turn.
+    ///
+    /// Collectors queue on `collector` while detached, so that the
+    /// collection in progress can stop them; the one holding it then finds
+    /// the stop-the-world turn free. (Queuing inside `stop_the_world()`
+    /// itself deadlocks on the qsbr branch at fdf2c9b when the waiter has
+    /// already been asked to stop: its `take_turn` only detaches an
+    /// ATTACHED thread, not a STOP_REQUESTED one.)
+    fn collect_all(&mut self, trigger: &GcTrigger) {
+        let start = Instant::now();
+        self.me.detach();
+        let _turn = self.collector.lock().expect("a collector panicked");
+        self.me.attach();
+        if !trigger.should_collect() {
+            return;
+        }
+        let world = gcmalloc::stop_the_world();
+        for heap in self.all {
+            lock(heap).collect();
+        }
+        trigger.collected();
+        drop(world);
+        lock(self.own).pauses.push(start.elapsed());
+    }
+}
+
+fn lock(heap: &Mutex<Heap>) -> MutexGuard<'_, Heap> {
+    heap.lock().expect("a mutator thread panicked")
+}
+
+impl Mutator for SharedMutator<'_> {
+    fn heap(&mut self) -> &mut Heap {
+        self.guard.as_mut().expect("the heap is held between safepoints")
+    }
+
+    fn safepoint(&mut self, trigger: &GcTrigger) {
+        self.guard = None;
+        if trigger.should_collect() {
+            self.collect_all(trigger);
+        }
+        // Parks here while another thread's collection has the world stopped.
+        self.me.quiescent();
+        self.guard = Some(lock(self.own));
+    }
+}

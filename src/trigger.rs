@@ -1,0 +1,367 @@
+//! [`GcTrigger`]: when should a garbage-collected runtime collect?
+//!
+//! The rule is CPython 3.14t's: count young allocations, and once they pass a
+//! threshold, collect only if memory grew by more than a fraction since the
+//! last collection, never deferring more than a cap. CPython first measured
+//! memory with the OS RSS, which does not fall after a collection (mimalloc
+//! keeps freed pages), so the gate deferred almost every collection and RSS
+//! reached ~1 GB where ~100 MB was live (PR #148940). gcmalloc's
+//! [`estimate`](crate::estimate) falls when memory is freed, costs no syscall
+//! and stops no thread: it is the default [`MemorySource`].
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::proc_memory;
+use crate::sync::{const_thread_local, AtomicUsize, Ordering};
+use Ordering::{Acquire, Relaxed, Release};
+
+/// Allocations a thread records locally before adding them to the shared
+/// counter. Bounds how far [`GcTrigger::pending`] can lag behind the other
+/// threads' [`GcTrigger::record_alloc`] calls: by less than this per thread.
+pub const RECORD_BATCH: usize = 64;
+
+/// The gate never asks for less growth than this (CPython: 128 KiB), so that
+/// a tiny baseline does not make every check collect.
+const GATE_MIN_GROWTH: usize = 128 << 10;
+
+/// Where a [`GcTrigger`] reads how much memory the process holds.
+#[derive(Debug, Clone, Copy)]
+pub enum MemorySource {
+    /// gcmalloc's [`estimate`](crate::estimate): a few nanoseconds, falls
+    /// when memory is freed. The default.
+    Estimate,
+    /// `VmRSS + VmSwap` from `/proc/self/status`: a syscall per read, and it
+    /// does not fall when mimalloc keeps freed pages. For comparison only.
+    /// Where procfs cannot be read, the trigger behaves as with `None`.
+    Rss,
+    /// No memory gate: collect whenever the young threshold is passed.
+    None,
+    /// A function of the caller's, returning bytes (tests, or a runtime's
+    /// own accounting).
+    Custom(fn() -> usize),
+}
+
+impl MemorySource {
+    /// Reads the source, in bytes; `None` for [`MemorySource::None`] (and for
+    /// `Rss` where procfs is unavailable).
+    ///
+    /// ```
+    /// use gcmalloc::MemorySource;
+    /// assert_eq!(MemorySource::None.read(), None);
+    /// assert_eq!(MemorySource::Custom(|| 4096).read(), Some(4096));
+    /// # #[cfg(target_os = "linux")]
+    /// assert!(MemorySource::Rss.read().unwrap() > 0);
+    /// ```
+    pub fn read(&self) -> Option<usize> {
+        match self {
+            MemorySource::Estimate => Some(crate::estimate()),
+            MemorySource::Rss => proc_memory::rss_and_swap(),
+            MemorySource::None => None,
+            MemorySource::Custom(read) => Some(read()),
+        }
+    }
+}
+
+/// How memory decides, once the young threshold is passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// CPython 3.14t: collect if memory grew by more than `percent` % of the
+    /// baseline (at least 128 KiB) since the last collection; otherwise defer.
+    Gate {
+        /// Growth that triggers a collection, in percent of the baseline.
+        percent: u32,
+    },
+    /// Go's pacer: collect once memory reaches the heap goal
+    /// `max(baseline, min_heap) * (1 + gogc / 100)`, where the baseline is the
+    /// memory measured right after the last collection (the live heap).
+    Goal {
+        /// Go's `GOGC`: growth over the live heap allowed before collecting.
+        gogc: u32,
+        /// The smallest heap the goal is computed from (Go: 4 MiB).
+        min_heap: usize,
+    },
+}
+
+impl Pacing {
+    fn wants_collection(self, memory: usize, baseline: usize) -> bool {
+        match self {
+            Pacing::Gate { percent } => {
+                let growth = percent_of(baseline, percent).max(GATE_MIN_GROWTH);
+                memory > baseline.saturating_add(growth)
+            }
+            Pacing::Goal { gogc, min_heap } => {
+                let live = baseline.max(min_heap);
+                memory >= live.saturating_add(percent_of(live, gogc))
+            }
+        }
+    }
+}
+
+fn percent_of(bytes: usize, percent: u32) -> usize {
+    (bytes as u128 * u128::from(percent) / 100).min(usize::MAX as u128) as usize
+}
+
+/// Builds a [`GcTrigger`]; every setting has CPython 3.14t's default.
+///
+/// ```
+/// use gcmalloc::{GcTrigger, MemorySource, Pacing};
+///
+/// let trigger = GcTrigger::builder()
+///     .threshold(5_000)
+///     .pacing(Pacing::Goal { gogc: 100, min_heap: 4 << 20 })
+///     .source(MemorySource::Rss)
+///     .build();
+/// assert_eq!(trigger.threshold(), 5_000);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct TriggerBuilder {
+    threshold: usize,
+    cap_multiple: usize,
+    pacing: Pacing,
+    source: MemorySource,
+}
+
+impl Default for TriggerBuilder {
+    fn default() -> Self {
+        TriggerBuilder {
+            threshold: 2_000,
+            cap_multiple: 40,
+            pacing: Pacing::Gate { percent: 10 },
+            source: MemorySource::Estimate,
+        }
+    }
+}
+
+impl TriggerBuilder {
+    /// Young allocations after which memory is consulted (default 2,000;
+    /// 0 is taken as 1).
+    pub fn threshold(mut self, allocations: usize) -> Self {
+        self.threshold = allocations.max(1);
+        self
+    }
+
+    /// Collect anyway once `multiple` x threshold allocations were recorded
+    /// since the last collection, whatever memory says (default 40).
+    pub fn cap_multiple(mut self, multiple: usize) -> Self {
+        self.cap_multiple = multiple.max(1);
+        self
+    }
+
+    /// How memory decides (default `Gate { percent: 10 }`).
+    pub fn pacing(mut self, pacing: Pacing) -> Self {
+        self.pacing = pacing;
+        self
+    }
+
+    /// Where memory is read (default [`MemorySource::Estimate`]).
+    pub fn source(mut self, source: MemorySource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The trigger, with the current memory as its first baseline.
+    pub fn build(self) -> GcTrigger {
+        let counts = Arc::new(Counts::default());
+        counts.baseline.store(self.source.read().unwrap_or(0), Relaxed);
+        GcTrigger {
+            config: self,
+            counts,
+        }
+    }
+}
+
+/// The shared state of one trigger.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Allocations since the last collection or the last deferral.
+    young: AtomicUsize,
+    /// Allocations whose collection the memory rule deferred.
+    deferred: AtomicUsize,
+    /// Memory right after the last collection (bytes).
+    baseline: AtomicUsize,
+}
+
+/// Decides when a garbage-collected runtime should collect, without stopping
+/// the world.
+///
+/// The runtime calls [`record_alloc`](GcTrigger::record_alloc) as it
+/// allocates (cheap: a thread-local add, flushed every [`RECORD_BATCH`]),
+/// asks [`should_collect`](GcTrigger::should_collect) at its safepoints, and
+/// calls [`collected`](GcTrigger::collected) after each collection.
+///
+/// `should_collect` is true when more than `threshold` young allocations
+/// were recorded and memory allows it ([`Pacing`]), or when the
+/// allocations deferred since the last collection pass the cap. When memory
+/// says no, the young count moves to the deferred count, so memory is read at
+/// most once per `threshold` allocations. Reading never drains the counts:
+/// [`pending`](GcTrigger::pending) is unchanged by any number of reads or
+/// deferrals (CPython issue #157377, where reading the count consumed it and
+/// a 200k-cycle loop ran no collection).
+///
+/// ```
+/// use gcmalloc::{GcTrigger, MemorySource};
+///
+/// let trigger = GcTrigger::builder().source(MemorySource::None).build();
+/// let mut collections = 0;
+/// for _ in 0..10_000 {
+///     trigger.record_alloc(1);
+///     if trigger.should_collect() {
+///         // ... trace and sweep ...
+///         trigger.collected();
+///         collections += 1;
+///     }
+/// }
+/// assert_eq!(collections, 4); // after every 2,001 allocations
+/// ```
+#[derive(Debug)]
+pub struct GcTrigger {
+    config: TriggerBuilder,
+    counts: Arc<Counts>,
+}
+
+impl Default for GcTrigger {
+    fn default() -> Self {
+        TriggerBuilder::default().build()
+    }
+}
+
+impl GcTrigger {
+    /// A builder with the default settings (see [`TriggerBuilder`]).
+    pub fn builder() -> TriggerBuilder {
+        TriggerBuilder::default()
+    }
+
+    /// The young-allocation threshold.
+    pub fn threshold(&self) -> usize {
+        self.config.threshold
+    }
+
+    /// The memory source.
+    pub fn source(&self) -> MemorySource {
+        self.config.source
+    }
+
+    /// Records `n` allocations by the calling thread. Batched per thread:
+    /// other threads see them within [`RECORD_BATCH`] allocations, and a
+    /// thread's remainder is added when it exits (by a thread-local
+    /// destructor: after `JoinHandle::join` returns, not necessarily when a
+    /// `std::thread::scope` ends).
+    #[inline]
+    pub fn record_alloc(&self, n: usize) {
+        let batched = LOCAL.try_with(|local| local.borrow_mut().add(&self.counts, n));
+        if batched.is_err() {
+            // Thread-local storage already torn down (a thread exiting).
+            self.counts.young.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Allocations recorded since the last collection, deferred ones
+    /// included. Only reads: never drains the counts.
+    pub fn pending(&self) -> usize {
+        self.flush_local();
+        // Acquire pairs with the deferral's Release: having seen the young
+        // count without the deferred allocations, the deferred count shows
+        // them.
+        self.counts.young.load(Acquire) + self.counts.deferred.load(Relaxed)
+    }
+
+    /// The memory measured after the last collection (or at creation), in
+    /// bytes; 0 with [`MemorySource::None`].
+    pub fn baseline(&self) -> usize {
+        self.counts.baseline.load(Relaxed)
+    }
+
+    /// True if the runtime should collect now. See [`GcTrigger`] for the
+    /// rule. Reads memory only when the young threshold is passed.
+    pub fn should_collect(&self) -> bool {
+        self.flush_local();
+        let counts = &*self.counts;
+        let young = counts.young.load(Acquire);
+        if young <= self.config.threshold {
+            return false;
+        }
+        let Some(memory) = self.config.source.read() else {
+            return true;
+        };
+        let cap = self.config.threshold.saturating_mul(self.config.cap_multiple);
+        if young + counts.deferred.load(Relaxed) > cap {
+            return true;
+        }
+        if self
+            .config
+            .pacing
+            .wants_collection(memory, counts.baseline.load(Relaxed))
+        {
+            return true;
+        }
+        // Defer: add before subtracting (Release, see `pending`), so that a
+        // concurrent `pending()` may over- but never under-count.
+        counts.deferred.fetch_add(young, Relaxed);
+        counts.young.fetch_sub(young, Release);
+        false
+    }
+
+    /// Call after each collection: clears the counts and records the memory
+    /// now held as the new baseline. Allocations that other threads record
+    /// while this runs may be dropped; call it while the collector excludes
+    /// them (e.g. under a stop-the-world) for exact counts.
+    pub fn collected(&self) {
+        self.flush_local();
+        let counts = &*self.counts;
+        counts.young.store(0, Relaxed);
+        counts.deferred.store(0, Relaxed);
+        counts
+            .baseline
+            .store(self.config.source.read().unwrap_or(0), Relaxed);
+    }
+
+    /// Adds the calling thread's batched allocations to the shared count.
+    fn flush_local(&self) {
+        let _ = LOCAL.try_with(|local| local.borrow_mut().flush_if_owned_by(&self.counts));
+    }
+}
+
+const_thread_local! {
+    static LOCAL: RefCell<LocalBatch> = RefCell::new(LocalBatch { owner: None, pending: 0 });
+}
+
+/// A thread's allocations not yet added to its trigger's shared count. It
+/// batches for one trigger at a time: recording for another flushes first.
+struct LocalBatch {
+    owner: Option<Arc<Counts>>,
+    pending: usize,
+}
+
+impl LocalBatch {
+    #[inline]
+    fn add(&mut self, counts: &Arc<Counts>, n: usize) {
+        if !self.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, counts)) {
+            self.flush();
+            self.owner = Some(Arc::clone(counts));
+        }
+        self.pending += n;
+        if self.pending >= RECORD_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush_if_owned_by(&mut self, counts: &Arc<Counts>) {
+        if self.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, counts)) {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(owner) = &self.owner {
+            owner.young.fetch_add(self.pending, Relaxed);
+        }
+        self.pending = 0;
+    }
+}
+
+impl Drop for LocalBatch {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

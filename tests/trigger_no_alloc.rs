@@ -1,0 +1,47 @@
+//! The trigger's hot calls never allocate (dhat testing mode): a runtime
+//! calls them from its allocation path.
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use gcmalloc::{GcTrigger, MemorySource};
+
+static MEM: AtomicUsize = AtomicUsize::new(1 << 30);
+
+#[test]
+fn record_check_and_collect_do_not_allocate() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let sources = [
+        MemorySource::Custom(|| MEM.load(Relaxed)),
+        MemorySource::Rss,
+        MemorySource::Estimate,
+        MemorySource::None,
+    ];
+    let triggers: Vec<GcTrigger> = sources
+        .iter()
+        .map(|&source| GcTrigger::builder().threshold(100).source(source).build())
+        .collect();
+    // Warm up: the first record on a thread registers its batch's TLS
+    // destructor, which may allocate once.
+    for trigger in &triggers {
+        trigger.record_alloc(1);
+    }
+    let before = dhat::HeapStats::get();
+    let mut collections = 0;
+    for trigger in &triggers {
+        for i in 0..50_000 {
+            trigger.record_alloc(1);
+            if trigger.should_collect() {
+                trigger.collected();
+                collections += 1;
+            }
+            MEM.fetch_add(i % 3 * 4096, Relaxed);
+            assert!(trigger.pending() <= 50_000);
+        }
+    }
+    let after = dhat::HeapStats::get();
+    assert!(collections > 0, "the loop must exercise collected()");
+    dhat::assert_eq!(after.total_blocks, before.total_blocks);
+}
