@@ -351,6 +351,12 @@ typedef struct mi_page_s {
   struct mi_page_s*     next;              // next page owned by this thread with the same `block_size`
   struct mi_page_s*     prev;              // previous page owned by this thread with the same `block_size`
 
+  // gcmalloc: delayed page reuse (src/page-delay.c); zeroed when the page is cleared
+  unsigned long long    qsbr_goal;         // QSBR goal this empty page waits for (0: none)
+  struct mi_heap_s*     delay_heap;        // heap whose FIFO holds the page (NULL: none, or abandoned)
+  struct mi_page_s*     delay_next;        // FIFO of pending pages, oldest first
+  struct mi_page_s*     delay_prev;
+
   // 64-bit 11 words, 32-bit 13 words, (+2 for secure)
   void* padding[1];
 } mi_page_t;
@@ -577,6 +583,11 @@ struct mi_heap_s {
   #endif
   mi_page_t*            pages_free_direct[MI_PAGES_DIRECT];  // optimize: array where every entry points a page with possibly free blocks in the corresponding queue for that size.
   mi_page_queue_t       pages[MI_BIN_FULL + 1];              // queue of pages for each size class (or "bin")
+  // gcmalloc: delayed page reuse (src/page-delay.c)
+  mi_page_t*            delay_first;                         // FIFO of empty pages waiting for their QSBR goal
+  mi_page_t*            delay_last;
+  _Atomic(size_t)       delay_pages;                         // pages in the FIFO (written by the owner only)
+  _Atomic(size_t)       delay_bytes;                         // and their size
 };
 
 
