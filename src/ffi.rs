@@ -33,3 +33,23 @@ mimalloc_fns! {
     fn mi_version() -> c_int;
     fn mi_is_in_heap_region(p: *const c_void) -> bool;
 }
+
+/// `mi_acct_usage_t` of the full-page accounting patch
+/// (`vendor/mimalloc/include/mimalloc.h`); see `crate::accounting`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AcctUsage {
+    pub estimate: usize,
+    pub full_bytes: usize,
+    pub large_bytes: usize,
+    pub abandoned_bytes: usize,
+    pub heaps: usize,
+    pub error_bound: usize,
+    pub undercount_bound: usize,
+}
+
+mimalloc_fns! {
+    fn mi_acct_estimate() -> usize;
+    fn mi_acct_usage(usage: *mut AcctUsage);
+    fn mi_acct_audit(counted: *mut usize, recounted: *mut usize);
+}

@@ -17,9 +17,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod accounting;
 mod allocator;
 mod ffi;
 
+pub use accounting::{audit, estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.

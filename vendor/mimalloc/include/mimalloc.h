@@ -172,6 +172,21 @@ mi_decl_export void mi_process_info(size_t* elapsed_msecs, size_t* user_msecs, s
                                     size_t* current_rss, size_t* peak_rss,
                                     size_t* current_commit, size_t* peak_commit, size_t* page_faults) mi_attr_noexcept;
 
+// gcmalloc: full-page byte accounting (src/accounting.c)
+typedef struct mi_acct_usage_s {
+  size_t estimate;         // what `mi_acct_estimate` returns
+  size_t full_bytes;       // small/medium pages in the heaps' full queues (exact sum over heaps)
+  size_t large_bytes;      // large/huge pages owned by heaps (exact sum over heaps)
+  size_t abandoned_bytes;  // counted pages of exited threads
+  size_t heaps;            // live heaps
+  size_t error_bound;      // |estimate - (full + large + abandoned)| <= error_bound
+  size_t undercount_bound; // heaps * one small/medium page per size class: the most that pages being filled hold uncounted
+} mi_acct_usage_t;
+
+mi_decl_export size_t mi_acct_estimate(void) mi_attr_noexcept;
+mi_decl_export void   mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept;
+mi_decl_export void   mi_acct_audit(size_t* counted, size_t* recounted) mi_attr_noexcept;  // only while no other thread allocates or frees
+
 
 // Generally do not use the following as these are usually called automatically
 mi_decl_export void mi_process_init(void)     mi_attr_noexcept;

@@ -239,6 +239,7 @@ void _mi_heap_init(mi_heap_t* heap, mi_tld_t* tld, mi_arena_id_t arena_id, bool 
   // push on the thread local heaps list
   heap->next = heap->tld->heaps;
   heap->tld->heaps = heap;
+  _mi_heap_acct_register(heap);  // gcmalloc: visible to usage and audit
 }
 
 mi_decl_nodiscard mi_heap_t* mi_heap_new_ex(int heap_tag, bool allow_destroy, mi_arena_id_t arena_id) {
@@ -304,6 +305,7 @@ static void mi_heap_free(mi_heap_t* heap) {
                  else { heap->tld->heaps = heap->next; }
   }
   mi_assert_internal(heap->tld->heaps != NULL);
+  _mi_heap_acct_unregister(heap);  // gcmalloc: fold what is left into the process total
 
   // and free the used memory
   mi_free(heap);
@@ -375,6 +377,7 @@ static bool _mi_heap_page_destroy(mi_heap_t* heap, mi_page_queue_t* pq, mi_page_
 void _mi_heap_destroy_pages(mi_heap_t* heap) {
   mi_heap_visit_pages(heap, &_mi_heap_page_destroy, true, NULL, NULL);
   mi_heap_reset_pages(heap);
+  _mi_heap_acct_reset(heap);  // gcmalloc: the pages were freed without leaving the queues
 }
 
 #if MI_TRACK_HEAP_DESTROY
@@ -454,6 +457,7 @@ static void mi_heap_absorb(mi_heap_t* heap, mi_heap_t* from) {
     from->page_count -= pcount;
   }
   mi_assert_internal(from->page_count == 0);
+  _mi_heap_acct_absorb(heap, from);  // gcmalloc: the counted pages moved with their bytes
   _mi_heap_delay_absorb(heap, from);  // gcmalloc: pending pages follow their pages
 
   // and do outstanding delayed frees in the `from` heap

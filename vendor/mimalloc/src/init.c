@@ -33,8 +33,8 @@ const mi_page_t _mi_page_empty = {
   #endif
   MI_ATOMIC_VAR_INIT(0), // xthread_free
   MI_ATOMIC_VAR_INIT(0), // xheap
-  NULL, NULL
-  , { 0 }  // padding
+  NULL, NULL,
+  MI_ATOMIC_VAR_INIT(0)  // acct_bytes (gcmalloc)
 };
 
 #define MI_PAGE_EMPTY() ((mi_page_t*)&_mi_page_empty)
@@ -241,6 +241,7 @@ static void mi_heap_main_init(void) {
     mi_lock_init(&mi_subproc_default.abandoned_os_lock);
     mi_lock_init(&mi_subproc_default.abandoned_os_visit_lock);
     _mi_heap_guarded_init(&_mi_heap_main);
+    _mi_heap_acct_register(&_mi_heap_main);  // gcmalloc: visible to usage and audit
   }
 }
 
@@ -447,6 +448,7 @@ static bool _mi_thread_heap_done(mi_heap_t* heap) {
 
   // free if not the main thread
   if (heap != &_mi_heap_main) {
+    _mi_heap_acct_unregister(heap);  // gcmalloc: fold what is left into the process total
     // the following assertion does not always hold for huge segments as those are always treated
     // as abandoned: one may allocate it in one thread, but deallocate in another in which case
     // the count can be too large or negative. todo: perhaps not count huge segments? see issue #363

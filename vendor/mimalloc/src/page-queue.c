@@ -243,6 +243,7 @@ static void mi_page_queue_remove(mi_page_queue_t* queue, mi_page_t* page) {
   page->prev = NULL;
   // mi_atomic_store_ptr_release(mi_atomic_cast(void*, &page->heap), NULL);
   mi_page_set_in_full(page,false);
+  _mi_page_acct_requeued(heap, page, false);  // gcmalloc: no longer counted in this heap
 }
 
 
@@ -276,6 +277,7 @@ static void mi_page_queue_push(mi_heap_t* heap, mi_page_queue_t* queue, mi_page_
   // update direct
   mi_heap_queue_first_update(heap, queue);
   heap->page_count++;
+  _mi_page_acct_requeued(heap, page, true);  // gcmalloc: count if full, large or huge
 
   // [specbot Q-NEW-1] first/last must be both null or both non-null (L1, O(1))
   mi_assert_internal((queue->first == NULL) == (queue->last == NULL));
@@ -381,6 +383,7 @@ static void mi_page_queue_enqueue_from_ex(mi_page_queue_t* to, mi_page_queue_t* 
   }
 
   mi_page_set_in_full(page, mi_page_queue_is_full(to));
+  _mi_page_acct_requeued(heap, page, true);  // gcmalloc: count when moved into the full queue, uncount when moved out
 }
 
 static void mi_page_queue_enqueue_from(mi_page_queue_t* to, mi_page_queue_t* from, mi_page_t* page) {

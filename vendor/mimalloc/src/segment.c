@@ -1150,7 +1150,8 @@ static void mi_segment_abandon(mi_segment_t* segment, mi_segments_tld_t* tld) {
 
 void _mi_segment_page_abandon(mi_page_t* page, mi_segments_tld_t* tld) {
   mi_assert(page != NULL);
-  mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE);
+  // gcmalloc: or held by a thread freeing into it (`_mi_page_acct_free_abandoned`)
+  mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE || mi_page_thread_free_flag(page)==MI_DELAYED_FREEING);
   mi_assert_internal(mi_page_heap(page) == NULL);
   mi_segment_t* segment = _mi_page_segment(page);
 
@@ -1246,7 +1247,8 @@ static mi_segment_t* mi_segment_reclaim(mi_segment_t* segment, mi_heap_t* heap, 
       // in use: reclaim the page in our heap
       mi_page_t* page = mi_slice_to_page(slice);
       mi_assert_internal(page->is_committed);
-      mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE);
+      // gcmalloc: or held by a thread freeing into it (`_mi_page_acct_free_abandoned`)
+      mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE || mi_page_thread_free_flag(page)==MI_DELAYED_FREEING);
       mi_assert_internal(mi_page_heap(page) == NULL);
       mi_assert_internal(page->next == NULL && page->prev==NULL);
       _mi_stat_decrease(&tld->stats->pages_abandoned, 1);
@@ -1260,6 +1262,7 @@ static mi_segment_t* mi_segment_reclaim(mi_segment_t* segment, mi_heap_t* heap, 
       // associate the heap with this page, and allow heap thread delayed free again.
       mi_page_set_heap(page, target_heap);
       _mi_page_use_delayed_free(page, MI_USE_DELAYED_FREE, true); // override never (after heap is set)
+      _mi_page_acct_claim(page);  // gcmalloc: out of the abandoned total; the heap re-counts the page when it is full
       _mi_page_free_collect(page, false); // ensure used count is up to date
       // gcmalloc: an empty page whose QSBR goal is pending is reclaimed with its goal
       if (mi_page_all_free(page) && !_mi_page_delay_keep(page)) {

@@ -35,6 +35,7 @@ terms of the MIT license. A copy of the license can be found in the file
 #include "random.c"
 #include "segment.c"
 #include "segment-map.c"
+#include "accounting.c"       // gcmalloc: full-page byte accounting (uses page-queue.c and segment.c statics)
 #include "stats.c"
 #include "prim/prim.c"
 #if MI_OSX_ZONE

@@ -268,6 +268,16 @@ void        _mi_deferred_free(mi_heap_t* heap, bool force);
 void        _mi_page_free_collect(mi_page_t* page,bool force);
 void        _mi_page_reclaim(mi_heap_t* heap, mi_page_t* page);   // callback from segments
 
+// accounting.c (gcmalloc: full-page byte accounting)
+void        _mi_page_acct_requeued(mi_heap_t* heap, mi_page_t* page, bool queued);
+void        _mi_page_acct_abandon(mi_page_t* page);
+void        _mi_page_acct_claim(mi_page_t* page);
+bool        _mi_page_acct_free_abandoned(mi_page_t* page, mi_block_t* block);
+void        _mi_heap_acct_absorb(mi_heap_t* heap, mi_heap_t* from);
+void        _mi_heap_acct_reset(mi_heap_t* heap);
+void        _mi_heap_acct_register(mi_heap_t* heap);
+void        _mi_heap_acct_unregister(mi_heap_t* heap);
+
 size_t      _mi_page_stats_bin(const mi_page_t* page); // for stats
 size_t      _mi_bin_size(size_t bin);                  // for stats
 size_t      _mi_bin(size_t size);                      // for stats

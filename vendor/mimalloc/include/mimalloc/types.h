@@ -351,15 +351,21 @@ typedef struct mi_page_s {
   struct mi_page_s*     next;              // next page owned by this thread with the same `block_size`
   struct mi_page_s*     prev;              // previous page owned by this thread with the same `block_size`
 
+  // gcmalloc: the bytes (`block_size * capacity`) this page adds to the full-page
+  // accounting (src/accounting.c): to its heap's counters while owned, or, with
+  // `MI_ACCT_ABANDONED` set, to the process-wide abandoned total. Takes the
+  // place of the former padding word, so the layout is unchanged.
+  _Atomic(size_t)       acct_bytes;
+
   // gcmalloc: delayed page reuse (src/page-delay.c); zeroed when the page is cleared
   unsigned long long    qsbr_goal;         // QSBR goal this empty page waits for (0: none)
   struct mi_heap_s*     delay_heap;        // heap whose FIFO holds the page (NULL: none, or abandoned)
   struct mi_page_s*     delay_next;        // FIFO of pending pages, oldest first
   struct mi_page_s*     delay_prev;
-
-  // 64-bit 11 words, 32-bit 13 words, (+2 for secure)
-  void* padding[1];
 } mi_page_t;
+
+// gcmalloc: set in `mi_page_t.acct_bytes` while the bytes count in the abandoned total.
+#define MI_ACCT_ABANDONED  (((size_t)1) << (MI_SIZE_BITS - 1))
 
 
 
@@ -583,6 +589,12 @@ struct mi_heap_s {
   #endif
   mi_page_t*            pages_free_direct[MI_PAGES_DIRECT];  // optimize: array where every entry points a page with possibly free blocks in the corresponding queue for that size.
   mi_page_queue_t       pages[MI_BIN_FULL + 1];              // queue of pages for each size class (or "bin")
+  // gcmalloc: full-page byte accounting (src/accounting.c), written only by the owning thread
+  _Atomic(size_t)       acct_full;                           // `acct_bytes` of the small/medium pages in the full queue
+  _Atomic(size_t)       acct_large;                          // `acct_bytes` of the large/huge pages
+  intptr_t              acct_unpublished;                    // change of `acct_full + acct_large` not yet added to the process total
+  mi_heap_t*            acct_next;                           // process-wide list of heaps (under the accounting lock)
+  mi_heap_t*            acct_prev;
   // gcmalloc: delayed page reuse (src/page-delay.c)
   mi_page_t*            delay_first;                         // FIFO of empty pages waiting for their QSBR goal
   mi_page_t*            delay_last;

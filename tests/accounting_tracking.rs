@@ -1,0 +1,72 @@
+//! The estimate follows what the program holds: it rises with allocation and
+//! falls when memory is freed, while the process RSS does not fall (mimalloc
+//! keeps freed pages), which is why RSS is no signal for a collector.
+
+#[global_allocator]
+static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
+
+use std::sync::Mutex;
+
+const MIB: usize = 1 << 20;
+/// The tests measure process-wide figures: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let resident: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    resident * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+}
+
+#[test]
+fn large_blocks_count_when_allocated_and_uncount_when_freed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(100);
+    let before = gcmalloc::estimate();
+    blocks.extend((0..100).map(|_| Vec::with_capacity(MIB)));
+    let held = gcmalloc::estimate();
+    assert!(held >= before + 100 * MIB, "100 MiB in 1 MiB blocks: estimate went from {before} to {held}");
+    drop(blocks);
+    let after = gcmalloc::estimate();
+    assert!(after <= before + gcmalloc::usage().error_bound, "freeing them: estimate {after}, was {before}");
+}
+
+#[test]
+fn small_blocks_are_tracked_and_freeing_lowers_the_estimate_but_not_rss() {
+    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    const BLOCK: usize = 1024;
+    const COUNT: usize = 100 * MIB / BLOCK;
+    let mut blocks: Vec<Box<[u8; BLOCK]>> = Vec::with_capacity(COUNT);
+    let before = gcmalloc::estimate();
+    blocks.extend((0..COUNT).map(|i| Box::new([i as u8; BLOCK])));
+    let held = gcmalloc::estimate() - before;
+    // The bytes the blocks occupy: 100 MiB, or more in `--features debug`
+    // builds, where padding moves 1 KiB requests to the 1,280-byte size class.
+    let stride = blocks.windows(2).map(|w| (&*w[1] as *const _ as usize).abs_diff(&*w[0] as *const _ as usize)).min().unwrap();
+    let occupied = COUNT * stride;
+    assert!(
+        held.abs_diff(occupied) <= occupied / 10,
+        "holding {} MiB in {COUNT} blocks of 1 KiB, the estimate grew by {} MiB",
+        occupied / MIB,
+        held / MIB
+    );
+    let rss_held = rss_bytes();
+    // Freeing every other block leaves no page full: at most half stays counted.
+    let mut index = 0;
+    blocks.retain(|_| {
+        index += 1;
+        index % 2 == 0
+    });
+    let half = gcmalloc::estimate();
+    assert!(half <= before + occupied / 2, "after freeing half, the estimate is {} MiB over its start", (half - before) / MIB);
+    drop(blocks);
+    let freed = gcmalloc::estimate();
+    let rss_freed = rss_bytes();
+    assert!(freed <= before + 10 * MIB, "after freeing, the estimate is {} MiB over its start", (freed - before) / MIB);
+    assert!(
+        rss_freed > rss_held - 50 * MIB,
+        "RSS fell from {} to {} MiB: the premise (mimalloc keeps freed pages) does not hold",
+        rss_held / MIB,
+        rss_freed / MIB
+    );
+}

@@ -1,0 +1,52 @@
+//! Helpers shared by the accounting tests.
+#![allow(dead_code)] // each test binary uses a subset
+
+/// Asserts that the counters match an exact recount and that the batched
+/// estimate is within its documented bound of the exact sum.
+///
+/// Call only while no other thread allocates (e.g. after joining them).
+pub fn assert_accounting_consistent(when: &str) -> gcmalloc::Usage {
+    // SAFETY: the caller guarantees that no other thread allocates or frees.
+    let audit = unsafe { gcmalloc::audit() };
+    assert_eq!(audit.counted, audit.recounted, "counters drifted from the page structures {when}");
+    let usage = gcmalloc::usage();
+    assert!(
+        usage.estimate.abs_diff(usage.exact()) <= usage.error_bound,
+        "estimate {} vs exact {} exceeds the error bound {} {when}",
+        usage.estimate,
+        usage.exact(),
+        usage.error_bound
+    );
+    usage
+}
+
+/// A small deterministic xorshift generator (tests need no statistical quality).
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A raw block of `size` bytes from the global allocator, as an address so it
+/// can be sent to (and freed by) another thread.
+pub fn alloc_block(size: usize) -> (usize, usize) {
+    let layout = std::alloc::Layout::from_size_align(size, 8).unwrap();
+    // SAFETY: `layout` has a non-zero size.
+    let p = unsafe { std::alloc::alloc(layout) };
+    assert!(!p.is_null());
+    // SAFETY: `p` points to `size` writable bytes; touch them like a program would.
+    unsafe { p.write_bytes(0xA5, size.min(64)) };
+    (p as usize, size)
+}
+
+/// Frees a block from [`alloc_block`], from any thread.
+pub fn free_block((addr, size): (usize, usize)) {
+    let layout = std::alloc::Layout::from_size_align(size, 8).unwrap();
+    // SAFETY: `addr` came from `alloc_block(size)` and is freed once.
+    unsafe { std::alloc::dealloc(addr as *mut u8, layout) };
+}
