@@ -59,6 +59,22 @@ pub fn page_reuse_delay() -> bool {
     DELAY.load(Ordering::Relaxed)
 }
 
+/// Frees the calling thread's empty pages whose QSBR goal is reached, and
+/// those that exited threads left behind (mimalloc's `mi_collect(false)`).
+///
+/// Threads release their own pages whenever they need fresh memory, so a
+/// runtime calls this only to return memory promptly, e.g. after a
+/// collection. Pages still waiting for their goal stay.
+///
+/// ```
+/// gcmalloc::release_delayed_pages();
+/// ```
+pub fn release_delayed_pages() {
+    // SAFETY: mi_collect only works on the calling thread's heap and on
+    // abandoned segments, under mimalloc's own synchronization.
+    unsafe { ffi::mi_collect(false) }
+}
+
 /// Installs the QSBR hooks in mimalloc. Called before the first thread
 /// registers: until a thread is registered no reader can be protected, so
 /// pages emptied before then may be freed at once.
@@ -71,12 +87,18 @@ pub(crate) fn install_hooks() {
 }
 
 /// mimalloc's hook: the goal for a page of `page_bytes` emptied now, or 0 if
-/// it may be reused at once. Called inside the allocator, on any thread.
+/// it may be reused at once (delay off, or no registered thread online to
+/// protect). Called inside the allocator, on any thread.
 extern "C" fn page_goal(page_bytes: usize) -> u64 {
     if !page_reuse_delay() {
         return 0;
     }
-    qsbr::page_goal(page_bytes)
+    let goal = qsbr::page_goal(page_bytes);
+    if qsbr::goal_reached(goal) {
+        0
+    } else {
+        goal
+    }
 }
 
 /// mimalloc's hook: is `goal` reached? Called inside the allocator.

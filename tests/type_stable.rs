@@ -117,7 +117,7 @@ fn delayed_pages() -> usize {
 
 #[test]
 fn freed_pages_serve_no_other_size_class_until_the_goal() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     gcmalloc::set_page_reuse_delay(true);
     let holder = Holder::start();
 
@@ -134,7 +134,7 @@ fn freed_pages_serve_no_other_size_class_until_the_goal() {
 
 #[test]
 fn without_the_delay_other_size_classes_reuse_freed_pages() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     gcmalloc::set_page_reuse_delay(false);
     let holder = Holder::start();
 
@@ -148,7 +148,7 @@ fn without_the_delay_other_size_classes_reuse_freed_pages() {
 
 #[test]
 fn pending_goals_survive_thread_exit() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     gcmalloc::set_page_reuse_delay(true);
     let holder = Holder::start();
 

@@ -45,7 +45,7 @@ void mi_page_delay_set_hooks(mi_page_goal_fun* goal, mi_goal_reached_fun* reache
   mi_atomic_store_ptr_release(void, &mi_delay_goal_fun, (void*)goal);
 }
 
-void mi_page_delay_abandoned(size_t* pages, size_t* bytes) mi_attr_noexcept {
+void _mi_page_delay_abandoned(size_t* pages, size_t* bytes) {
   *pages = mi_atomic_load_relaxed(&mi_delay_abandoned_pages);
   *bytes = mi_atomic_load_relaxed(&mi_delay_abandoned_bytes);
 }
@@ -98,12 +98,22 @@ static void mi_delay_abandoned_add(mi_page_t* page, bool add) {
       else { mi_atomic_decrement_relaxed(&mi_delay_abandoned_pages); mi_atomic_sub_relaxed(&mi_delay_abandoned_bytes, size); }
 }
 
+// A page waiting for its goal holds no live data, so the full-page accounting
+// (src/accounting.c) does not count it: re-evaluate an owned large/huge page
+// (small and medium pages are never pending while in the full queue).
+static void mi_page_delay_recount(mi_page_t* page) {
+  mi_heap_t* const heap = mi_page_heap(page);
+  if (heap != NULL && mi_page_is_large_or_huge(page)) { _mi_page_acct_requeued(heap, page, true); }
+}
+
 // Drop a pending goal: the page is (or was) in use since it was tagged.
 void _mi_page_delay_cancel(mi_page_t* page) {
   if (page->qsbr_goal == 0) return;
-  if (page->delay_heap != NULL) { mi_heap_delay_unlink(page); }
-                           else { mi_delay_abandoned_add(page, false); }
+  const bool owned = (page->delay_heap != NULL);
+  if (owned) { mi_heap_delay_unlink(page); }
+        else { mi_delay_abandoned_add(page, false); }
   page->qsbr_goal = 0;
+  if (owned) { mi_page_delay_recount(page); }
 }
 
 // Free an all-free page owned by a heap, or keep it in the heap's FIFO until
@@ -114,6 +124,7 @@ bool _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force) {
     if (mi_page_delay_tag(page)) {
       page->retire_expire = 0;   // no longer a retired page: the FIFO decides now
       mi_heap_delay_push(mi_page_heap(page), page);
+      mi_page_delay_recount(page);
       return false;
     }
   }

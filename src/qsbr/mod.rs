@@ -1,0 +1,387 @@
+//! Quiescent-state-based reclamation (QSBR): free memory that lock-free
+//! readers may still be looking at, once every registered thread has passed a
+//! quiescent state.
+//!
+//! # Guide
+//!
+//! Readers register once and then read shared structures without any
+//! read-side cost; they announce a *quiescent state* ("I hold no reference
+//! obtained without a lock") at convenient points, e.g. once per event-loop
+//! turn, and *detach* around blocking calls so they never hold anyone back.
+//! Writers unlink a node and [`retire`] it: it is dropped once every
+//! registered thread has quiesced (or detached) since.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicPtr, Ordering};
+//!
+//! static CONFIG: AtomicPtr<String> = AtomicPtr::new(std::ptr::null_mut());
+//!
+//! let me = gcmalloc::register_thread();
+//! // Writer: publish a new value, retire the old one.
+//! let old = CONFIG.swap(Box::into_raw(Box::new("v2".to_string())), Ordering::AcqRel);
+//! if !old.is_null() {
+//!     // SAFETY: `old` came from Box::into_raw and is no longer reachable.
+//!     gcmalloc::qsbr::retire(unsafe { Box::from_raw(old) });
+//! }
+//! // Reader: no lock, no reference count.
+//! let cur = unsafe { &*CONFIG.load(Ordering::Acquire) };
+//! assert_eq!(cur, "v2");
+//! me.quiescent(); // `cur` must not be used after this line
+//!
+//! me.detach();    // around blocking calls: detached threads never hold a goal
+//! std::thread::sleep(std::time::Duration::from_millis(1));
+//! me.attach();
+//! # drop(me);
+//! # let _ = unsafe { Box::from_raw(CONFIG.swap(std::ptr::null_mut(), Ordering::AcqRel)) };
+//! ```
+//!
+//! Explicit goals are for callers that manage their own deferred work:
+//! [`advance`] returns a [`Goal`], and [`poll`] says whether it is reached.
+//! [`stats`] reports pending memory and the *laggard*, the thread whose stale
+//! quiescent state holds the oldest goal back (a thread stuck in a loop
+//! without quiescent states is named there, not left to leak memory).
+//!
+//! # Algorithm (FreeBSD "GUS" style, as in CPython's free-threaded build)
+//!
+//! * A global **write sequence** `wr_seq` starts at 1 and advances by 2 (always
+//!   odd). Each registered thread has a **sequence** `seq` in its registry
+//!   slot: a quiescent state stores the current `wr_seq` into it (Release),
+//!   going offline (detach, park, exit) stores 0. Comparisons use the signed
+//!   difference, so wrap-around is harmless.
+//! * A **goal** `g` is reached when every online thread's `seq >= g`. The
+//!   minimum is cached in a shared **read sequence** `rd_seq`, so most polls
+//!   are one load; otherwise the registry is scanned (see `registry`: chunks
+//!   with cached minima, stopping at the first thread that is behind).
+//! * **Sealing instead of reading for deferral.** Retired items are queued in
+//!   the retiring thread's FIFO *without* a goal; every 127 items or 1 MiB
+//!   (and when the queue is polled, and on exit) the batch is *sealed*: one
+//!   real advance, whose value becomes the goal of the whole batch. So
+//!   retiring does not touch the shared sequence per item, and the advance
+//!   that defines a goal is always a read-modify-write made *after* the
+//!   items were unlinked. That matters because a quiescent state is only a
+//!   load and a store, with no fence: a reader that quiesces on a value of
+//!   `wr_seq` synchronizes with every RMW before it, so it can no longer
+//!   reach what was unlinked before the seal. CPython's "goal = `wr_seq` + 2
+//!   without advancing" reads `wr_seq` with a plain load, which gives a
+//!   fence-free reader no such guarantee. Pages (`page_goal`) keep the
+//!   "next goal" deferral, but take it with an RMW that adds 0, for the same
+//!   reason.
+//! * **Coming online** (attach) stores `seq = wr_seq` and then issues a SeqCst
+//!   fence; a scan loads `wr_seq`, then fences, then reads the slots. Either
+//!   the scan sees the new `seq`, or the thread sees every unlink that the
+//!   scan's goal covers. Both orders are checked by `tests/loom_qsbr.rs`.
+//! * **Bounded memory**: besides the seal limits, a thread polls its queue
+//!   every 64 quiescent states while it has pending items, so items do not
+//!   wait for some other thread to advance. An exiting thread seals its queue
+//!   and hands it to a shared orphan queue, processed (try-lock, nobody waits
+//!   on it) whenever any thread processes its own queue.
+//! * Nothing here allocates through the global allocator: registry and queue
+//!   chunks come from [`std::alloc::System`], since the allocator's own page
+//!   code calls into this module.
+
+mod queue;
+mod reclaim;
+mod registry;
+mod seq;
+
+pub(crate) use registry::Slot;
+#[allow(unused_imports)] // The type-stable page hooks (issue 6) call these.
+pub(crate) use seq::{goal_reached, page_goal};
+
+use core::fmt;
+use std::time::Instant;
+
+use crate::sync::{fence, global, thread::Thread, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::thread::ThreadState;
+use queue::{Fifo, Item};
+use registry::Registry;
+use seq::{seq_lt, AdvanceLog, INCR};
+
+/// Padding that keeps a hot shared word on its own (pair of) cache lines.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// All QSBR state of the process.
+pub(crate) struct Domain {
+    /// Written by advances only (RMWs); loaded by every quiescent state.
+    pub(crate) wr_seq: Padded<AtomicU64>,
+    /// Cached minimum of the online sequences; raised by scans.
+    pub(crate) rd_seq: Padded<AtomicU64>,
+    pub(crate) registry: Registry,
+    /// Delayed frees of exited threads and of threads never registered.
+    orphans: Mutex<Fifo>,
+    orphan_items: AtomicUsize,
+    orphan_bytes: AtomicUsize,
+    advance_log: AdvanceLog,
+}
+
+impl Domain {
+    crate::sync::loom_const_fn! {
+        fn new() -> Domain {
+            Domain {
+                wr_seq: Padded(AtomicU64::new(1)),
+                rd_seq: Padded(AtomicU64::new(1)),
+                registry: Registry::new(),
+                orphans: Mutex::new(Fifo::new()),
+                orphan_items: AtomicUsize::new(0),
+                orphan_bytes: AtomicUsize::new(0),
+                advance_log: AdvanceLog::new(),
+            }
+        }
+    }
+}
+
+impl<T> core::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+global!(domain: Domain = Domain::new());
+
+/// A point in the write sequence: reached once every registered thread that
+/// was online when it was made has passed a quiescent state or gone offline.
+///
+/// ```
+/// let goal = gcmalloc::qsbr::advance();
+/// // No thread of this doctest is registered, so nothing holds it back.
+/// assert!(gcmalloc::qsbr::poll(goal));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Goal(u64);
+
+impl Goal {
+    /// The raw sequence number (odd; compare goals only through [`poll`]).
+    pub fn sequence(self) -> u64 {
+        self.0
+    }
+}
+
+/// Drops `value` once every registered thread has passed a quiescent state
+/// (or gone offline) — so lock-free readers that loaded a pointer to it
+/// before it was unlinked can finish with it.
+///
+/// Unlink `value` from every shared structure *before* calling this. From a
+/// registered thread this is a push onto its own queue (a shared advance
+/// every 127 items or 1 MiB); an unregistered thread's items go to the shared
+/// orphan queue, one advance each. Memory is accounted as
+/// `size_of::<T>()` bytes.
+///
+/// ```
+/// let me = gcmalloc::register_thread();
+/// gcmalloc::qsbr::retire(Box::new([0u8; 64]));
+/// assert_eq!(gcmalloc::qsbr::stats().pending_items, 1);
+/// drop(me); // exiting hands the item over; nothing holds it back now
+/// assert_eq!(gcmalloc::qsbr::stats().pending_items, 0);
+/// ```
+pub fn retire<T: Send + 'static>(value: Box<T>) {
+    /// # Safety
+    /// `p` came from `Box::<T>::into_raw`, and is reclaimed once.
+    unsafe fn drop_box<T>(p: *mut ()) {
+        // SAFETY: the caller's contract.
+        drop(unsafe { Box::from_raw(p.cast::<T>()) })
+    }
+    let bytes = core::mem::size_of::<T>();
+    // SAFETY: T: Send + 'static, so dropping it later on any thread is sound;
+    // the box is owned by the queue from here on and dropped exactly once.
+    let item = unsafe { Item::new(Box::into_raw(value).cast(), drop_box::<T>, bytes) };
+    domain().defer(item);
+}
+
+/// Frees `ptr` (a block from [`GcMalloc`](crate::GcMalloc)) once every
+/// registered thread has passed a quiescent state, like [`retire`] for raw
+/// blocks. Accounted as the block's usable size.
+///
+/// # Safety
+///
+/// `ptr` must be a live block allocated by `GcMalloc` (gcmalloc's mimalloc),
+/// not freed otherwise, and unreachable for new readers.
+///
+/// ```
+/// use std::alloc::{GlobalAlloc, Layout};
+/// let a = gcmalloc::GcMalloc;
+/// // SAFETY: a fresh block, freed only through free_delayed.
+/// unsafe {
+///     let p = a.alloc(Layout::from_size_align(100, 8).unwrap());
+///     gcmalloc::qsbr::free_delayed(p);
+/// }
+/// ```
+pub unsafe fn free_delayed(ptr: *mut u8) {
+    /// # Safety
+    /// `p` is a live gcmalloc block, freed once.
+    unsafe fn free_block(p: *mut ()) {
+        // SAFETY: the caller's contract.
+        unsafe { crate::ffi::mi_free(p.cast()) }
+    }
+    // SAFETY: `ptr` is a live gcmalloc block (caller's contract), so its
+    // usable size can be read and mi_free is its correct reclaim.
+    let item = unsafe {
+        let bytes = crate::ffi::mi_usable_size(ptr.cast());
+        Item::new(ptr.cast(), free_block, bytes)
+    };
+    domain().defer(item);
+}
+
+/// Advances the write sequence and returns the goal that covers everything
+/// unlinked before this call.
+///
+/// ```
+/// let a = gcmalloc::qsbr::advance();
+/// let b = gcmalloc::qsbr::advance();
+/// assert_ne!(a, b);
+/// ```
+pub fn advance() -> Goal {
+    Goal(domain().advance())
+}
+
+/// True once `goal` is reached. One load when the cached read sequence
+/// already covers it; otherwise a scan of the registry (which stops at the
+/// first thread still behind). Never blocks, never allocates.
+///
+/// ```
+/// let me = gcmalloc::register_thread();
+/// let goal = gcmalloc::qsbr::advance();
+/// assert!(!gcmalloc::qsbr::poll(goal), "this thread has not quiesced yet");
+/// me.quiescent();
+/// assert!(gcmalloc::qsbr::poll(goal));
+/// ```
+pub fn poll(goal: Goal) -> bool {
+    domain().goal_reached(goal.0)
+}
+
+/// A snapshot of QSBR's state, from [`stats`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Delayed frees not yet reclaimed, over all threads and the orphan queue.
+    pub pending_items: usize,
+    /// Their bytes (`size_of::<T>()` for [`retire`], usable size for
+    /// [`free_delayed`]).
+    pub pending_bytes: usize,
+    /// Threads currently registered.
+    pub registered_threads: usize,
+    /// The write sequence.
+    pub write_seq: u64,
+    /// The cached read sequence (every goal up to it is reached).
+    pub read_seq: u64,
+    /// The online thread with the oldest sequence, if it is behind the write
+    /// sequence.
+    pub laggard: Option<Laggard>,
+}
+
+/// The thread that holds the oldest goal back (see [`Stats::laggard`]).
+#[derive(Debug, Clone)]
+pub struct Laggard {
+    thread: Thread,
+    state: ThreadState,
+    goals_behind: u64,
+    since: Option<Instant>,
+}
+
+impl Laggard {
+    /// The thread (its `id()` and `name()`).
+    pub fn thread(&self) -> &Thread {
+        &self.thread
+    }
+
+    /// Its state when the snapshot was taken.
+    pub fn state(&self) -> ThreadState {
+        self.state
+    }
+
+    /// How many advances of the write sequence it has not yet seen.
+    pub fn goals_behind(&self) -> u64 {
+        self.goals_behind
+    }
+
+    /// Approximately when the write sequence first moved past its sequence,
+    /// i.e. since when it holds goals back (a lower bound on its stall, from
+    /// a log of recent advances; None if no advance was logged).
+    pub fn since(&self) -> Option<Instant> {
+        self.since
+    }
+}
+
+impl fmt::Display for Laggard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} {:?} ({:?}) is {} advance(s) behind",
+            self.thread.id(),
+            self.thread.name().unwrap_or("<unnamed>"),
+            self.state,
+            self.goals_behind
+        )?;
+        if let Some(t) = self.since {
+            write!(f, ", since {:?} ago", t.elapsed())?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of pending memory, sequences and the laggard.
+///
+/// ```
+/// use std::sync::mpsc::channel;
+/// let ((registered, wait), (release, released)) = (channel(), channel::<()>());
+/// let stuck = std::thread::Builder::new().name("stuck".into()).spawn(move || {
+///     let me = gcmalloc::register_thread();
+///     registered.send(()).unwrap();
+///     released.recv().unwrap(); // attached, never quiescent
+///     drop(me);
+/// }).unwrap();
+/// wait.recv().unwrap();
+/// gcmalloc::qsbr::advance();
+/// let lag = gcmalloc::qsbr::stats().laggard.expect("the stuck thread is behind");
+/// assert_eq!(lag.thread().name(), Some("stuck"));
+/// # release.send(()).unwrap(); stuck.join().unwrap();
+/// ```
+pub fn stats() -> Stats {
+    domain().stats()
+}
+
+impl Domain {
+    fn stats(&self) -> Stats {
+        let mut items = self.orphan_items.load(Ordering::Relaxed);
+        let mut bytes = self.orphan_bytes.load(Ordering::Relaxed);
+        let wr = self.wr_seq.load(Ordering::Acquire);
+        fence(Ordering::SeqCst);
+        let inner = self.registry.lock();
+        let mut laggard: Option<(&Slot, u64)> = None;
+        for slot in self.registry.slots() {
+            items += slot.pending_items.load(Ordering::Relaxed);
+            bytes += slot.pending_bytes.load(Ordering::Relaxed);
+            let seq = slot.seq.load(Ordering::Acquire);
+            if seq != 0 && seq_lt(seq, laggard.map_or(wr, |(_, s)| s)) {
+                laggard = Some((slot, seq));
+            }
+        }
+        let laggard = laggard.and_then(|(slot, seq)| {
+            Some(Laggard {
+                thread: slot.thread(&inner)?.clone(),
+                state: ThreadState::from_raw(slot.state.load(Ordering::Relaxed))?,
+                goals_behind: wr.wrapping_sub(seq) / INCR,
+                since: self.advance_log.passed(seq, wr),
+            })
+        });
+        Stats {
+            pending_items: items,
+            pending_bytes: bytes,
+            registered_threads: inner.registered,
+            write_seq: wr,
+            read_seq: self.rd_seq.load(Ordering::Acquire),
+            laggard,
+        }
+    }
+}
+
+/// Benchmark hook, not API: the minimum over every slot, ignoring all caches
+/// (the cost a poll pays when no cache helps).
+#[doc(hidden)]
+pub fn bench_full_scan() -> u64 {
+    let d = domain();
+    let wr = d.wr_seq.load(Ordering::Acquire);
+    fence(Ordering::SeqCst);
+    d.registry.full_min(wr)
+}

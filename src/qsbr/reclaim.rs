@@ -1,0 +1,162 @@
+//! Deferring and reclaiming: per-thread queues, seals, the orphan queue and
+//! the exit hand-off.
+
+use super::queue::{Fifo, Item};
+use super::registry::Slot;
+use super::seq::seq_ge;
+use super::Domain;
+use crate::sync::{lock, Ordering, TryLockError};
+
+/// A batch is sealed (one real advance) after this many items...
+pub(crate) const SEAL_ITEMS: usize = 127;
+/// ...or this many bytes, whichever comes first (CPython's limits).
+pub(crate) const SEAL_BYTES: usize = 1 << 20;
+/// While a thread has pending items, every this many quiescent states it
+/// seals and polls its queue even if the cached read sequence says nothing
+/// is due, so its items never wait on another thread's advance.
+const POLL_EVERY: u32 = if cfg!(loom) { 1 } else { 64 };
+
+impl Domain {
+    /// Queues `item` on the current thread's FIFO, or on the orphan queue if
+    /// the current thread is not registered.
+    pub(crate) fn defer(&self, item: Item) {
+        match crate::thread::current_slot() {
+            Some(slot) => self.defer_local(slot, item),
+            None => {
+                let goal;
+                {
+                    let mut orphans = lock(&self.orphans);
+                    orphans.push(item);
+                    goal = self.advance();
+                    orphans.seal(goal);
+                    self.publish_orphans(&orphans);
+                }
+                self.process_orphans();
+            }
+        }
+    }
+
+    fn defer_local(&self, slot: &Slot, item: Item) {
+        // SAFETY: `slot` is the current thread's own slot.
+        let fifo = unsafe { slot.fifo() };
+        fifo.push(item);
+        let (items, bytes) = fifo.unsealed();
+        let limit = items >= SEAL_ITEMS || bytes >= SEAL_BYTES;
+        if limit {
+            fifo.seal(self.advance());
+        }
+        slot.publish_pending(fifo);
+        if limit {
+            self.process_local(slot);
+            self.process_orphans();
+        }
+    }
+
+    /// The slow part of a quiescent state, for a thread with pending items:
+    /// reclaim if the cached read sequence says the oldest item is due, and
+    /// every `POLL_EVERY` calls seal and poll for real.
+    pub(crate) fn quiescent_with_pending(&self, slot: &Slot) {
+        // SAFETY: `slot` is the current thread's own slot.
+        let fifo = unsafe { slot.fifo() };
+        let due = fifo
+            .front_goal()
+            .is_some_and(|g| g != super::queue::UNSEALED && seq_ge(self.rd_seq.load(Ordering::Acquire), g));
+        let ticks = slot.ticks.get() + 1;
+        if due || ticks >= POLL_EVERY {
+            slot.ticks.set(0);
+            if fifo.unsealed().0 > 0 {
+                fifo.seal(self.advance());
+            }
+            self.process_local(slot);
+            self.process_orphans();
+        } else {
+            slot.ticks.set(ticks);
+        }
+    }
+
+    /// Reclaims the current thread's items whose goal is reached, oldest
+    /// first, stopping at the first that is not.
+    pub(crate) fn process_local(&self, slot: &Slot) {
+        let mut reached = None;
+        loop {
+            // The FIFO borrow ends before the item is reclaimed: a destructor
+            // may retire more items onto this very FIFO.
+            let item = {
+                // SAFETY: `slot` is the current thread's own slot.
+                let fifo = unsafe { slot.fifo() };
+                let item = fifo.pop_if(|g| self.known_reached(&mut reached, g));
+                slot.publish_pending(fifo);
+                item
+            };
+            match item {
+                Some(item) => item.reclaim(),
+                None => return,
+            }
+        }
+    }
+
+    /// Reclaims orphans whose goal is reached, if no one else is at it.
+    pub(crate) fn process_orphans(&self) {
+        if self.orphan_items.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut reached = None;
+        loop {
+            let item = {
+                let mut orphans = match self.orphans.try_lock() {
+                    Ok(o) => o,
+                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(TryLockError::WouldBlock) => return,
+                };
+                let item = orphans.pop_if(|g| self.known_reached(&mut reached, g));
+                self.publish_orphans(&orphans);
+                item
+            };
+            match item {
+                Some(item) => item.reclaim(),
+                None => return,
+            }
+        }
+    }
+
+    /// `goal_reached`, remembering the newest goal known reached so that a
+    /// run of items with the same goal costs one check.
+    fn known_reached(&self, reached: &mut Option<u64>, goal: u64) -> bool {
+        if reached.is_some_and(|r| seq_ge(r, goal)) {
+            return true;
+        }
+        let ok = self.goal_reached(goal);
+        if ok {
+            *reached = Some(goal);
+        }
+        ok
+    }
+
+    fn publish_orphans(&self, orphans: &Fifo) {
+        self.orphan_items.store(orphans.len(), Ordering::Relaxed);
+        self.orphan_bytes.store(orphans.bytes(), Ordering::Relaxed);
+    }
+
+    /// Called by a thread that is unregistering (already offline): seals its
+    /// queue, reclaims what is due, hands the rest to the orphan queue.
+    pub(crate) fn hand_off(&self, slot: &Slot) {
+        {
+            // SAFETY: `slot` is the current thread's own slot.
+            let fifo = unsafe { slot.fifo() };
+            if fifo.unsealed().0 > 0 {
+                fifo.seal(self.advance());
+            }
+        }
+        self.process_local(slot);
+        // SAFETY: as above; the previous borrow has ended.
+        let fifo = unsafe { slot.fifo() };
+        if fifo.len() > 0 {
+            let mut orphans = lock(&self.orphans);
+            orphans.append(fifo);
+            self.publish_orphans(&orphans);
+        }
+        slot.publish_pending(fifo);
+        slot.ticks.set(0);
+        self.process_orphans();
+    }
+}

@@ -1,0 +1,256 @@
+//! The registry of threads: fixed-size chunks of slots, linked once and never
+//! moved or freed, so scanners walk it without any lock while threads come
+//! and go.
+//!
+//! * A slot holds one registered thread's QSBR sequence (`seq`, 0 = offline),
+//!   its thread state (attached, detached, suspended, see [`crate::thread`]),
+//!   its private queue of delayed frees, and its identity for diagnostics.
+//! * Registering takes the registry mutex, reuses a free slot or links a new
+//!   chunk at the end; nothing a scanner reads is ever reallocated, so
+//!   registering never needs to stop the world (CPython grows its thread
+//!   array under a stop-the-world).
+//! * Each chunk caches a lower bound of its online sequences (`cached_min`).
+//!   A poll skips a chunk whose bound already reaches the goal, and stops at
+//!   the first slot that does not: a chunk is scanned in full at most once per
+//!   goal, so the amortized scan costs one load per chunk.
+//!
+//! Chunks are allocated with [`std::alloc::System`], not the global allocator:
+//! the registry mutex is taken on thread exit paths and diagnostics, and
+//! allocating through `GcMalloc` while holding it could re-enter gcmalloc.
+//! Slots are 128-byte aligned, so owners storing their `seq` on every
+//! quiescent state never share a cache line (or an adjacent-line prefetch
+//! pair) with another thread.
+
+use core::alloc::Layout;
+use core::cell::{Cell, UnsafeCell};
+use core::ptr;
+use std::alloc::{GlobalAlloc, System};
+
+use super::queue::Fifo;
+use super::seq::{seq_ge, seq_lt, seq_min};
+use crate::sync::{lock, thread::Thread, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::thread::state;
+
+/// Slots per chunk (small under loom, to exercise chunk boundaries).
+const CHUNK_SLOTS: usize = if cfg!(loom) { 2 } else { 64 };
+
+/// One registered thread (or a free slot, `state == FREE`).
+#[repr(align(128))]
+pub(crate) struct Slot {
+    /// QSBR sequence: the write sequence at this thread's last quiescent
+    /// state, or 0 while offline (detached, parked, unregistered).
+    pub(crate) seq: AtomicU64,
+    /// Thread state, see [`crate::thread::state`].
+    pub(crate) state: AtomicU32,
+    /// Pending delayed frees of this thread, mirrored for `stats()` (the
+    /// owner is the only writer).
+    pub(crate) pending_items: AtomicUsize,
+    pub(crate) pending_bytes: AtomicUsize,
+    /// Owner only: delayed frees not yet reclaimed.
+    fifo: UnsafeCell<Fifo>,
+    /// Owner only: quiescent states since the queue was last polled.
+    pub(crate) ticks: Cell<u32>,
+    /// Registry mutex: the registered thread, to name and unpark it.
+    thread: UnsafeCell<Option<Thread>>,
+}
+
+// SAFETY: the atomics are shared; `fifo` and `ticks` are touched only by the
+// slot's registered owner thread (see `Slot::fifo`), and `thread` only under
+// the registry mutex.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            seq: AtomicU64::new(0),
+            state: AtomicU32::new(state::FREE),
+            pending_items: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
+            fifo: UnsafeCell::new(Fifo::new()),
+            ticks: Cell::new(0),
+            thread: UnsafeCell::new(None),
+        }
+    }
+
+    /// The owner's queue of delayed frees.
+    ///
+    /// # Safety
+    /// Only the thread registered in this slot may call this, and it must not
+    /// hold two of the returned references at once.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn fifo(&self) -> &mut Fifo {
+        // SAFETY: the caller's contract makes this the only reference.
+        unsafe { &mut *self.fifo.get() }
+    }
+
+    /// The thread registered in this slot.
+    pub(crate) fn thread<'a>(&'a self, _locked: &'a MutexGuard<'_, Inner>) -> Option<&'a Thread> {
+        // SAFETY: the registry mutex is held (the guard proves it), and
+        // `thread` is written only under it.
+        unsafe { (*self.thread.get()).as_ref() }
+    }
+
+    /// Publishes the owner's pending counts for `stats()`.
+    pub(crate) fn publish_pending(&self, fifo: &Fifo) {
+        self.pending_items.store(fifo.len(), Ordering::Relaxed);
+        self.pending_bytes.store(fifo.bytes(), Ordering::Relaxed);
+    }
+}
+
+struct Chunk {
+    slots: [Slot; CHUNK_SLOTS],
+    /// Lower bound of every online `seq` in this chunk, for goals no newer
+    /// than it (see the module docs); only ever raised.
+    cached_min: AtomicU64,
+    next: AtomicPtr<Chunk>,
+}
+
+/// Registry state guarded by its mutex.
+pub(crate) struct Inner {
+    /// Registered threads.
+    pub(crate) registered: usize,
+    /// A stop-the-world is in effect: new registrants start suspended.
+    pub(crate) stopping: bool,
+}
+
+/// All registered threads (see the module docs).
+pub(crate) struct Registry {
+    head: AtomicPtr<Chunk>,
+    inner: Mutex<Inner>,
+}
+
+impl Registry {
+    crate::sync::loom_const_fn! {
+        pub(crate) fn new() -> Registry {
+            Registry {
+                head: AtomicPtr::new(ptr::null_mut()),
+                inner: Mutex::new(Inner { registered: 0, stopping: false }),
+            }
+        }
+    }
+
+    /// Takes the registry mutex.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &Chunk> {
+        let mut c = self.head.load(Ordering::Acquire);
+        core::iter::from_fn(move || {
+            // SAFETY: chunks are published with Release after being fully
+            // initialized and are never freed while the registry lives.
+            let chunk = unsafe { c.as_ref()? };
+            c = chunk.next.load(Ordering::Acquire);
+            Some(chunk)
+        })
+    }
+
+    /// Every slot, free or not, in registry order. Lock-free.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.chunks().flat_map(|c| c.slots.iter())
+    }
+
+    /// Claims a slot for `me`. It starts detached (suspended-detached while a
+    /// stop-the-world is in effect); the caller then attaches. `None` if the
+    /// system allocator is out of memory.
+    pub(crate) fn register(&self, me: Thread) -> Option<&Slot> {
+        let mut inner = self.lock();
+        let slot = match self.slots().find(|s| s.state.load(Ordering::Relaxed) == state::FREE) {
+            Some(s) => s,
+            None => self.grow()?,
+        };
+        // SAFETY: the registry mutex is held.
+        unsafe { *slot.thread.get() = Some(me) };
+        let start = if inner.stopping { state::SUSPENDED_DETACHED } else { state::DETACHED };
+        slot.state.store(start, Ordering::Release);
+        inner.registered += 1;
+        Some(slot)
+    }
+
+    /// Links a new chunk at the end and returns its first slot. Called with
+    /// the registry mutex held.
+    fn grow(&self) -> Option<&Slot> {
+        // SAFETY: a fully initialized chunk is written before it is linked;
+        // the layout is the chunk's own. Linking is serialized by the mutex.
+        unsafe {
+            let c = System.alloc(Layout::new::<Chunk>()).cast::<Chunk>();
+            if c.is_null() {
+                return None;
+            }
+            c.write(Chunk {
+                slots: core::array::from_fn(|_| Slot::new()),
+                cached_min: AtomicU64::new(0),
+                next: AtomicPtr::new(ptr::null_mut()),
+            });
+            match self.chunks().last() {
+                None => self.head.store(c, Ordering::Release),
+                Some(last) => last.next.store(c, Ordering::Release),
+            }
+            Some(&(*c).slots[0])
+        }
+    }
+
+    /// Frees `slot` (called by its owner, whose queue is already empty).
+    /// Returns the state it was in, so the caller can settle a pending stop.
+    pub(crate) fn unregister(&self, slot: &Slot) -> u32 {
+        let mut inner = self.lock();
+        let old = slot.state.swap(state::FREE, Ordering::AcqRel);
+        // SAFETY: the registry mutex is held.
+        unsafe { *slot.thread.get() = None };
+        inner.registered -= 1;
+        old
+    }
+
+    /// Some(lower bound of every online `seq`) if each is at least `goal`,
+    /// None as soon as one is not. `wr` is the write sequence, loaded before
+    /// the SeqCst fence that must precede this call.
+    pub(crate) fn reached(&self, goal: u64, wr: u64) -> Option<u64> {
+        let mut min = wr;
+        for chunk in self.chunks() {
+            let cached = chunk.cached_min.load(Ordering::Acquire);
+            if cached != 0 && seq_ge(cached, goal) {
+                min = seq_min(min, cached);
+                continue;
+            }
+            let chunk_min = online_min(&chunk.slots, wr, Some(goal))?;
+            raise(&chunk.cached_min, chunk_min);
+            min = seq_min(min, chunk_min);
+        }
+        Some(min)
+    }
+
+    /// The minimum online `seq` over every slot (or `wr`), ignoring caches.
+    pub(crate) fn full_min(&self, wr: u64) -> u64 {
+        self.chunks()
+            .filter_map(|c| online_min(&c.slots, wr, None))
+            .fold(wr, seq_min)
+    }
+}
+
+/// Minimum of `wr` and the online sequences of `slots`; None as soon as one
+/// is below `stop_below`.
+fn online_min(slots: &[Slot], wr: u64, stop_below: Option<u64>) -> Option<u64> {
+    let mut min = wr;
+    for s in slots {
+        let seq = s.seq.load(Ordering::Acquire);
+        if seq == 0 {
+            continue;
+        }
+        if stop_below.is_some_and(|goal| seq_lt(seq, goal)) {
+            return None;
+        }
+        min = seq_min(min, seq);
+    }
+    Some(min)
+}
+
+/// Raises `cell` to `to` unless it is already there (wrap-safe).
+pub(crate) fn raise(cell: &AtomicU64, to: u64) {
+    let mut cur = cell.load(Ordering::Relaxed);
+    while cur == 0 || seq_lt(cur, to) {
+        match cell.compare_exchange_weak(cur, to, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => cur = now,
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Sequences and goals: advancing the write sequence, checking a goal
+//! (cached read sequence first, registry scan second), and the deferred goal
+//! for emptied pages.
+
+use super::{domain, registry, Domain};
+use crate::sync::{const_thread_local, fence, Ordering};
+use core::cell::Cell;
+use core::time::Duration;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Sequences advance by 2 and stay odd; 0 means "offline".
+pub(crate) const INCR: u64 = 2;
+
+/// Real advances happen every this many bytes of emptied pages (CPython:
+/// 80 KiB); in between, pages share the next goal.
+#[allow(dead_code)] // Used by `page_goal`.
+pub(crate) const PAGE_DEFER_BYTES: usize = 80 * 1024;
+
+/// `a >= b` for sequences, correct across wrap-around (signed difference).
+#[inline]
+pub(crate) fn seq_ge(a: u64, b: u64) -> bool {
+    a.wrapping_sub(b) as i64 >= 0
+}
+
+/// `a < b` for sequences, wrap-safe.
+#[inline]
+pub(crate) fn seq_lt(a: u64, b: u64) -> bool {
+    !seq_ge(a, b)
+}
+
+/// The older of two sequences, wrap-safe.
+#[inline]
+pub(crate) fn seq_min(a: u64, b: u64) -> u64 {
+    if seq_lt(a, b) {
+        a
+    } else {
+        b
+    }
+}
+
+impl Domain {
+    /// Advances the write sequence and returns the new value: the goal of
+    /// everything unlinked before this call.
+    ///
+    /// An AcqRel read-modify-write: every later value of the write sequence
+    /// (all writes to it are RMWs) carries this thread's earlier stores to
+    /// whoever acquires it — in particular to a reader whose quiescent state
+    /// loads it, so that reader can no longer see what was unlinked before.
+    pub(crate) fn advance(&self) -> u64 {
+        let new = self.wr_seq.fetch_add(INCR, Ordering::AcqRel).wrapping_add(INCR);
+        self.advance_log.record(new);
+        new
+    }
+
+    /// True once every thread online has passed a quiescent state since
+    /// `goal`. Advances the write sequence first if `goal` is a deferred goal
+    /// it has not reached yet. Lock-free; never allocates.
+    pub(crate) fn goal_reached(&self, goal: u64) -> bool {
+        if seq_ge(self.rd_seq.load(Ordering::Acquire), goal) {
+            return true;
+        }
+        let mut wr = self.wr_seq.load(Ordering::Acquire);
+        while seq_lt(wr, goal) {
+            match self.wr_seq.compare_exchange_weak(
+                wr,
+                wr.wrapping_add(INCR),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    wr = wr.wrapping_add(INCR);
+                    self.advance_log.record(wr);
+                }
+                Err(now) => wr = now,
+            }
+        }
+        // Orders the load of `wr` before the loads of the slots: a thread
+        // that comes online after this fence (its `seq` is missed) sees every
+        // store that happened before it. See `crate::thread` (attach).
+        fence(Ordering::SeqCst);
+        match self.registry.reached(goal, wr) {
+            Some(min) => {
+                registry::raise(&self.rd_seq, min);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The goal for a page that just became empty (see [`page_goal`]).
+    #[allow(dead_code)] // Called by the type-stable page hooks (issue 6).
+    fn page_goal(&self, page_bytes: usize, deferred: &Cell<usize>) -> u64 {
+        let bytes = deferred.get().saturating_add(page_bytes);
+        if bytes >= PAGE_DEFER_BYTES {
+            deferred.set(0);
+            return self.advance();
+        }
+        deferred.set(bytes);
+        // A read-modify-write that changes nothing: it puts this thread's
+        // earlier stores (the frees that emptied the page) into the write
+        // sequence's release sequence, so the next real advance — whoever
+        // makes it — carries them to every reader that quiesces past it. A
+        // plain load would not: a reader could quiesce on another thread's
+        // advance and still see the page's objects linked. It does not move
+        // the sequence, so the cached read sequence stays valid.
+        self.wr_seq.fetch_add(0, Ordering::AcqRel).wrapping_add(INCR)
+    }
+}
+
+/// When recent advances happened, for [`crate::qsbr::Laggard::since`]:
+/// nanoseconds since the first advance, indexed by sequence. Diagnostics
+/// only, so it uses std atomics even under loom (the model need not explore
+/// it), and a torn read only makes a timestamp approximate.
+pub(crate) struct AdvanceLog {
+    base: OnceLock<Instant>,
+    nanos: [std::sync::atomic::AtomicU64; LOG_LEN],
+}
+
+const LOG_LEN: usize = 64;
+
+impl AdvanceLog {
+    pub(crate) const fn new() -> AdvanceLog {
+        #[allow(clippy::declare_interior_mutable_const)] // only an array initializer
+        const ZERO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        AdvanceLog { base: OnceLock::new(), nanos: [ZERO; LOG_LEN] }
+    }
+
+    fn index(seq: u64) -> usize {
+        (seq / INCR) as usize % LOG_LEN
+    }
+
+    /// Notes that the write sequence just became `seq`. No allocation, no
+    /// lock: a vDSO clock read and a store.
+    pub(crate) fn record(&self, seq: u64) {
+        let base = self.base.get_or_init(Instant::now);
+        let nanos = base.elapsed().as_nanos() as u64;
+        self.nanos[Self::index(seq)].store(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the write sequence first moved past `seq` (now `wr`); for a
+    /// sequence older than the log, when its oldest entry was made (a lower
+    /// bound on how long `seq` has been behind).
+    pub(crate) fn passed(&self, seq: u64, wr: u64) -> Option<Instant> {
+        let base = *self.base.get()?;
+        let oldest_kept = wr.wrapping_sub(INCR * (LOG_LEN as u64 - 1));
+        let first_past = if seq_lt(seq.wrapping_add(INCR), oldest_kept) { oldest_kept } else { seq.wrapping_add(INCR) };
+        let nanos = self.nanos[Self::index(first_past)].load(std::sync::atomic::Ordering::Relaxed);
+        Some(base + Duration::from_nanos(nanos))
+    }
+}
+
+const_thread_local! {
+    /// Bytes of emptied pages whose goal this thread deferred. A const,
+    /// drop-free thread-local: accessing it never allocates or registers a
+    /// destructor, so the allocator's page code may use it.
+    static DEFERRED_PAGE_BYTES: Cell<usize> = Cell::new(0);
+}
+
+/// The goal to tag an emptied page with, for type-stable page reuse: the
+/// page may go to another size class, heap or the OS once
+/// [`goal_reached`]`(goal)`.
+///
+/// Deferred advance: every [`PAGE_DEFER_BYTES`] of emptied pages (per thread)
+/// the write sequence really advances; other pages get the next goal without
+/// advancing, so frequent page frees do not invalidate the cached read
+/// sequence (each poll stays one load until the next real advance).
+///
+/// Any thread may call it, registered or not. Lock-free, never allocates,
+/// never blocks, never panics: safe inside the allocator's page code.
+#[allow(dead_code)] // Called by the type-stable page hooks (issue 6).
+pub(crate) fn page_goal(page_bytes: usize) -> u64 {
+    let d = domain();
+    DEFERRED_PAGE_BYTES
+        .try_with(|deferred| d.page_goal(page_bytes, deferred))
+        // Thread-local storage already torn down: advance for real.
+        .unwrap_or_else(|_| d.advance())
+}
+
+/// True once every registered thread that was online when `goal` was made
+/// has passed a quiescent state (or gone offline). With no thread
+/// registered, every goal is reached at once.
+///
+/// Any thread may call it; lock-free, never allocates, never blocks, never
+/// panics: safe inside the allocator's page code.
+#[allow(dead_code)] // Called by the type-stable page hooks (issue 6).
+pub(crate) fn goal_reached(goal: u64) -> bool {
+    domain().goal_reached(goal)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparisons_are_wrap_safe() {
+        let near_max = u64::MAX - 2; // odd
+        let wrapped = near_max.wrapping_add(4); // 1
+        assert!(seq_ge(wrapped, near_max));
+        assert!(seq_lt(near_max, wrapped));
+        assert_eq!(seq_min(wrapped, near_max), near_max);
+        assert!(seq_ge(5, 5) && !seq_lt(5, 5));
+    }
+
+    #[test]
+    fn page_goal_defers_until_the_byte_limit_then_advances() {
+        // No thread of this test binary registers, so goals are reached at
+        // once; deferral is visible in the write sequence.
+        let d = domain();
+        DEFERRED_PAGE_BYTES.with(|c| c.set(0));
+        let before = d.wr_seq.load(Ordering::Acquire);
+        let g1 = page_goal(PAGE_DEFER_BYTES / 4);
+        let g2 = page_goal(PAGE_DEFER_BYTES / 4);
+        assert_eq!(g1, g2, "pages below the limit share one goal");
+        assert!(seq_lt(before, g1), "a page goal is in the future");
+        let g3 = page_goal(PAGE_DEFER_BYTES / 2);
+        assert!(seq_ge(d.wr_seq.load(Ordering::Acquire), g3), "limit passed: advanced");
+        assert!(goal_reached(g1) && goal_reached(g3), "no thread registered");
+        assert!(seq_ge(d.wr_seq.load(Ordering::Acquire), g1));
+
+        // A registered thread that has not quiesced holds a page goal back;
+        // the goal is reached once it quiesces, checked from another,
+        // unregistered thread. (The only test here that registers.)
+        let me = crate::register_thread();
+        let g = page_goal(4096);
+        let other = std::thread::spawn(move || goal_reached(g));
+        assert!(!other.join().unwrap(), "held by this thread");
+        me.quiescent();
+        assert!(std::thread::spawn(move || goal_reached(g)).join().unwrap());
+        drop(me);
+    }
+}

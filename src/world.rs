@@ -1,0 +1,407 @@
+//! Stop-the-world: park every other registered thread, starving no one and
+//! never hanging silently.
+//!
+//! # Protocol
+//!
+//! One stop at a time: a requester takes the stop mutex (detaching itself
+//! while it waits for it, so an earlier requester can stop it). Then, under
+//! the registry mutex, it marks the registry `stopping` (new registrants start
+//! suspended) and visits every other slot:
+//!
+//! * `DETACHED` → `SUSPENDED_DETACHED` by CAS: stopped without its help;
+//! * `ATTACHED` → `STOP_REQUESTED` by CAS, counted in `remaining`; the thread
+//!   parks at its next safepoint (`quiescent()`: → `SUSPENDED_ATTACHED`) or
+//!   leaves by `detach()` (→ `SUSPENDED_DETACHED`) or by unregistering (→
+//!   free); each of these counts down and the last one unparks the requester.
+//!
+//! Restarting (the guard's `Drop`) visits every slot again: a thread parked
+//! at a safepoint gets `ATTACHED` back, a suspended-detached one `DETACHED` —
+//! **except an attach waiter**, which gets `ATTACHED` directly. That is the
+//! fix for CPython's gh-151518: there, restart set every suspended thread to
+//! DETACHED and woke it, and a tight loop of stops re-parked a waking
+//! attacher before its own CAS could win, forever. Here the restart attaches
+//! the waiter on its behalf, so the next stop finds it attached and waits for
+//! it to reach a safepoint cooperatively: every stop lets each waiter make
+//! progress. Threads that are merely detached (sleep, I/O) are not waiters and
+//! stay immediately parkable, and the uncontended `attach()` is still one
+//! CAS. A thread woken from a safepoint likewise runs on to its next one
+//! before it parks again.
+//!
+//! Waiting uses park/unpark (futex on Linux): states are changed by CAS and
+//! the waker unparks after its CAS, and every waiter re-checks its state
+//! around each park, so no wake-up is lost. A thread never reaching a
+//! safepoint does not wedge the process: [`stop_the_world_timeout`] restarts
+//! the world at the deadline and names it in a [`StallError`].
+//!
+//! # What a runtime may do while the world is stopped
+//!
+//! Every other registered thread is parked at a safepoint or detached; none
+//! is reading memory shared with lock-free readers, and all of them are
+//! offline for QSBR (any goal the requester polls is reached unless the
+//! requester itself holds it). The requester may scan and mutate the heap
+//! (trace, move or free objects of other threads), and call QSBR functions.
+//! Detached threads may still be running code that does not touch managed
+//! memory — including allocating: the allocator itself is not stopped. Do not
+//! register threads, or start another stop, from the requesting thread.
+
+use core::fmt;
+use std::time::{Duration, Instant};
+
+use crate::qsbr::{domain, Slot};
+use crate::sync::{global, lock, park_timeout, thread, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::thread::{come_online, current_slot, state, ThreadState};
+
+pub(crate) struct World {
+    /// Held for the whole stop: one stop at a time.
+    turn: Mutex<()>,
+    /// Threads asked to stop that have not yet parked, plus the requester's
+    /// own token while it is still visiting slots.
+    remaining: AtomicUsize,
+    /// The thread waiting for `remaining` to reach zero.
+    requester: Mutex<Option<thread::Thread>>,
+}
+
+impl World {
+    crate::sync::loom_const_fn! {
+        fn new() -> World {
+            World { turn: Mutex::new(()), remaining: AtomicUsize::new(0), requester: Mutex::new(None) }
+        }
+    }
+}
+
+global!(world: World = World::new());
+
+/// A stopped world: every other registered thread is parked (at a safepoint
+/// or detached) until this guard is dropped. See the [module docs](self) for
+/// what the holder may do.
+#[must_use = "the world restarts when the guard is dropped"]
+pub struct StopTheWorld {
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl fmt::Debug for StopTheWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StopTheWorld")
+    }
+}
+
+impl Drop for StopTheWorld {
+    fn drop(&mut self) {
+        restart();
+        // `_turn` is released after this: the next stop starts only once
+        // every thread has its state back.
+    }
+}
+
+/// A registered thread that did not reach a safepoint before the deadline.
+#[derive(Debug, Clone)]
+pub struct StalledThread {
+    thread: thread::Thread,
+    state: ThreadState,
+}
+
+impl StalledThread {
+    /// The thread (its `id()` and `name()`).
+    pub fn thread(&self) -> &thread::Thread {
+        &self.thread
+    }
+
+    /// Its state at the deadline.
+    pub fn state(&self) -> ThreadState {
+        self.state
+    }
+}
+
+/// [`stop_the_world_timeout`] gave up: these threads never reached a
+/// safepoint. The world was restarted before this error was returned.
+#[derive(Debug, Clone)]
+pub struct StallError {
+    timeout: Duration,
+    stalled: Vec<StalledThread>,
+}
+
+impl StallError {
+    /// The threads that did not stop in time (at least one).
+    pub fn stalled(&self) -> &[StalledThread] {
+        &self.stalled
+    }
+
+    /// The timeout that expired.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl fmt::Display for StallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stop-the-world timed out after {:?}; {} thread(s) did not reach a safepoint:",
+            self.timeout,
+            self.stalled.len()
+        )?;
+        for s in &self.stalled {
+            let name = s.thread.name().unwrap_or("<unnamed>");
+            write!(f, " {:?} {:?} ({})", s.thread.id(), name, s.state)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StallError {}
+
+/// Stops every other registered thread and returns when all of them are
+/// parked (at a safepoint, or detached). Dropping the guard restarts them.
+///
+/// Waits without spinning. Another stop in progress is waited for first. The
+/// caller may be registered (it is never waited for) or not. It hangs as long
+/// as an attached thread never reaches a safepoint; prefer
+/// [`stop_the_world_timeout`] where that can happen.
+///
+/// ```
+/// let world = gcmalloc::stop_the_world();
+/// // ... every other registered thread is parked here ...
+/// drop(world);
+/// ```
+pub fn stop_the_world() -> StopTheWorld {
+    match stop(None) {
+        Ok(world) => world,
+        Err(_) => unreachable!("a stop without deadline never times out"),
+    }
+}
+
+/// Like [`stop_the_world`], but gives up at `timeout`: the world is restarted
+/// cleanly and the error names every thread that did not reach a safepoint
+/// (thread id, name, state) — a thread spinning without safepoints is
+/// diagnosed instead of hanging the process.
+///
+/// ```
+/// use std::time::Duration;
+/// match gcmalloc::stop_the_world_timeout(Duration::from_millis(500)) {
+///     Ok(world) => drop(world),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// ```
+pub fn stop_the_world_timeout(timeout: Duration) -> Result<StopTheWorld, StallError> {
+    stop(Some((Instant::now() + timeout, timeout)))
+}
+
+fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallError> {
+    let w = world();
+    let me = current_slot();
+    let turn = take_turn(w, me);
+    *lock(&w.requester) = Some(thread::current());
+    w.remaining.store(1, Ordering::Relaxed);
+    {
+        let mut inner = domain().registry.lock();
+        inner.stopping = true;
+        for slot in domain().registry.slots() {
+            if !me.is_some_and(|m| core::ptr::eq(m, slot)) {
+                request_stop(w, slot);
+            }
+        }
+    }
+    let guard = StopTheWorld { _turn: turn };
+    if w.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        return Ok(guard);
+    }
+    while w.remaining.load(Ordering::Acquire) != 0 {
+        match deadline {
+            None => thread::park(),
+            Some((at, timeout)) => {
+                let now = Instant::now();
+                if now >= at {
+                    let stalled = stalled_threads();
+                    drop(guard); // restarts the world
+                    return Err(StallError { timeout, stalled });
+                }
+                park_timeout(at - now);
+            }
+        }
+    }
+    Ok(guard)
+}
+
+/// Takes the stop mutex. An attached requester detaches while it waits, so
+/// that the stop in progress is not left waiting for it.
+fn take_turn(w: &'static World, me: Option<&Slot>) -> MutexGuard<'static, ()> {
+    if let Ok(turn) = w.turn.try_lock() {
+        return turn;
+    }
+    let attached = me.filter(|s| s.state.load(Ordering::Relaxed) == state::ATTACHED);
+    let Some(me) = attached else { return lock(&w.turn) };
+    me.seq.store(0, Ordering::Release);
+    // Only this thread and a stopper change its state: this CAS can only
+    // fail on STOP_REQUESTED, which leaves it suspended-detached instead.
+    if me
+        .state
+        .compare_exchange(state::ATTACHED, state::DETACHED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        detach_during_stop(me);
+    }
+    let turn = lock(&w.turn);
+    // The previous stop has fully restarted (it releases the mutex last),
+    // so this thread is DETACHED again and nobody else can stop it now.
+    let attached = me.state.compare_exchange(state::DETACHED, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed);
+    debug_assert!(attached.is_ok());
+    come_online(me);
+    turn
+}
+
+/// Asks `slot`'s thread to stop (see the module docs).
+fn request_stop(w: &World, slot: &Slot) {
+    loop {
+        let (from, to) = match slot.state.load(Ordering::Acquire) {
+            state::DETACHED => (state::DETACHED, state::SUSPENDED_DETACHED),
+            state::ATTACHED => (state::ATTACHED, state::STOP_REQUESTED),
+            _ => return, // free (no other state survives a restart)
+        };
+        if to == state::STOP_REQUESTED {
+            // Counted before the CAS, so the thread's count-down can never
+            // come first.
+            w.remaining.fetch_add(1, Ordering::Relaxed);
+        }
+        if slot.state.compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return;
+        }
+        if to == state::STOP_REQUESTED {
+            w.remaining.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Threads still asked to stop, for the timeout error. Allocates, so it is
+/// called outside the registry mutex's scan.
+fn stalled_threads() -> Vec<StalledThread> {
+    let inner = domain().registry.lock();
+    let mut stalled = Vec::new();
+    for slot in domain().registry.slots() {
+        if slot.state.load(Ordering::Acquire) == state::STOP_REQUESTED {
+            if let Some(t) = slot.thread(&inner) {
+                stalled.push(StalledThread { thread: t.clone(), state: ThreadState::StopRequested });
+            }
+        }
+    }
+    stalled
+}
+
+/// Gives every thread its state back and wakes it (see the module docs).
+fn restart() {
+    let w = world();
+    {
+        let mut inner = domain().registry.lock();
+        inner.stopping = false;
+        for slot in domain().registry.slots() {
+            let resumed = loop {
+                let cur = slot.state.load(Ordering::Acquire);
+                let to = match cur {
+                    state::SUSPENDED_DETACHED => state::DETACHED,
+                    // The gh-151518 fix: a waiter is attached on its behalf.
+                    s if s == state::SUSPENDED_DETACHED | state::ATTACH_WAITER => state::ATTACHED,
+                    state::SUSPENDED_ATTACHED => state::ATTACHED,
+                    // Timed out before it reached a safepoint: cancel the
+                    // request and its count.
+                    state::STOP_REQUESTED => state::ATTACHED,
+                    _ => break false,
+                };
+                if slot.state.compare_exchange(cur, to, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    if cur == state::STOP_REQUESTED {
+                        w.remaining.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    break true;
+                }
+            };
+            if resumed {
+                if let Some(t) = slot.thread(&inner) {
+                    t.unpark();
+                }
+            }
+        }
+    }
+    // After a timeout, a thread may have left STOP_REQUESTED by itself just
+    // before the restart and not yet counted down; it is running, so this
+    // wait is short. The next stop must start from zero.
+    while w.remaining.load(Ordering::Acquire) != 0 {
+        thread::yield_now();
+    }
+    *lock(&w.requester) = None;
+}
+
+/// Counts down one thread that left STOP_REQUESTED; the last one wakes the
+/// requester.
+pub(crate) fn stop_reached() {
+    let w = world();
+    if w.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if let Some(requester) = lock(&w.requester).as_ref() {
+            requester.unpark();
+        }
+    }
+}
+
+/// The safepoint, for a thread that found STOP_REQUESTED in `quiescent()`:
+/// parks offline until the restart, then comes back online.
+pub(crate) fn park_at_safepoint(slot: &Slot) {
+    slot.seq.store(0, Ordering::Release);
+    if slot
+        .state
+        .compare_exchange(state::STOP_REQUESTED, state::SUSPENDED_ATTACHED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        stop_reached();
+        while slot.state.load(Ordering::Acquire) == state::SUSPENDED_ATTACHED {
+            thread::park();
+        }
+    }
+    // ATTACHED, or STOP_REQUESTED by the next stop: run on to the next
+    // safepoint first, so a tight stop loop cannot starve this thread either.
+    come_online(slot);
+}
+
+/// `detach()` found STOP_REQUESTED: the thread is stopped from now on,
+/// without waiting.
+pub(crate) fn detach_during_stop(slot: &Slot) {
+    loop {
+        let (from, to) = match slot.state.load(Ordering::Acquire) {
+            state::STOP_REQUESTED => (state::STOP_REQUESTED, state::SUSPENDED_DETACHED),
+            // A timed-out stop restarted it meanwhile: a plain detach.
+            state::ATTACHED => (state::ATTACHED, state::DETACHED),
+            _ => return,
+        };
+        if slot.state.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if from == state::STOP_REQUESTED {
+                stop_reached();
+            }
+            return;
+        }
+    }
+}
+
+/// `attach()` found the thread suspended (or already attached): mark it as an
+/// attach waiter and wait until a restart hands it ATTACHED.
+pub(crate) fn attach_slow(slot: &Slot) {
+    loop {
+        let cur = slot.state.load(Ordering::Acquire);
+        match cur {
+            state::ATTACHED | state::STOP_REQUESTED => return,
+            state::DETACHED => {
+                if slot
+                    .state
+                    .compare_exchange(cur, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            state::SUSPENDED_DETACHED => {
+                let _ = slot.state.compare_exchange(
+                    cur,
+                    state::SUSPENDED_DETACHED | state::ATTACH_WAITER,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+            _ => thread::park(), // a waiter: the restart unparks it
+        }
+    }
+}
