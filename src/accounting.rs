@@ -94,6 +94,13 @@ pub struct Usage {
     /// The most that pages being filled can hold uncounted
     /// (`heaps x 8,256 KiB`, see the [module docs](self)).
     pub undercount_bound: usize,
+    /// Empty pages waiting for their QSBR goal before they may serve another
+    /// size class ([type-stable pages](crate::set_page_reuse_delay)), in
+    /// live heaps and abandoned by exited threads. Not part of the estimate:
+    /// they hold no live data.
+    pub delayed_pages: usize,
+    /// The size of those pages, in bytes.
+    pub delayed_bytes: usize,
 }
 
 impl Usage {
@@ -126,6 +133,8 @@ pub fn usage() -> Usage {
         heaps: raw.heaps,
         error_bound: raw.error_bound,
         undercount_bound: raw.undercount_bound,
+        delayed_pages: raw.delayed_pages,
+        delayed_bytes: raw.delayed_bytes,
     }
 }
 

@@ -47,10 +47,19 @@ pub struct AcctUsage {
     pub heaps: usize,
     pub error_bound: usize,
     pub undercount_bound: usize,
+    pub delayed_pages: usize,
+    pub delayed_bytes: usize,
 }
+
+/// Hooks of the delayed page reuse patch (`mi_page_goal_fun`,
+/// `mi_goal_reached_fun`); see `crate::type_stable`.
+pub type PageGoalFn = extern "C" fn(page_bytes: usize) -> u64;
+pub type GoalReachedFn = extern "C" fn(goal: u64) -> bool;
 
 mimalloc_fns! {
     fn mi_acct_estimate() -> usize;
     fn mi_acct_usage(usage: *mut AcctUsage);
     fn mi_acct_audit(counted: *mut usize, recounted: *mut usize);
+    fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
+    fn mi_collect(force: bool);
 }

@@ -31,12 +31,14 @@ pub mod qsbr;
 mod sync;
 mod thread;
 mod trigger;
+mod type_stable;
 mod world;
 
 pub use accounting::{audit, estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
 pub use thread::{register_thread, ThreadHandle, ThreadState};
 pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
+pub use type_stable::{page_reuse_delay, release_delayed_pages, set_page_reuse_delay};
 pub use world::{stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.

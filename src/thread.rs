@@ -130,6 +130,8 @@ pub fn register_thread() -> ThreadHandle {
         return handle(slot);
     }
     let me = thread::current();
+    // Before any thread is online: from now on emptied pages wait for goals.
+    crate::type_stable::install_hooks();
     let Some(slot) = domain().registry.register(me) else {
         std::alloc::handle_alloc_error(core::alloc::Layout::new::<Slot>())
     };

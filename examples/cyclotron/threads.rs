@@ -35,11 +35,10 @@ impl<'a> SharedMutator<'a> {
     /// collection made it unnecessary while this one waited for its turn.
     ///
     /// Collectors queue on `collector` while detached, so that the
-    /// collection in progress can stop them; the one holding it then finds
-    /// the stop-the-world turn free. (Queuing inside `stop_the_world()`
-    /// itself deadlocks on the qsbr branch at fdf2c9b when the waiter has
-    /// already been asked to stop: its `take_turn` only detaches an
-    /// ATTACHED thread, not a STOP_REQUESTED one.)
+    /// collection in progress can stop them, and each one re-checks the
+    /// trigger once it has its turn: a collection that just ran usually
+    /// makes the next one unnecessary. (`stop_the_world()` alone would also
+    /// serialize them, but every waiter would then collect again.)
     fn collect_all(&mut self, trigger: &GcTrigger) {
         let start = Instant::now();
         self.me.detach();

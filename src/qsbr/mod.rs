@@ -85,7 +85,6 @@ mod registry;
 mod seq;
 
 pub(crate) use registry::Slot;
-#[allow(unused_imports)] // The type-stable page hooks (issue 6) call these.
 pub(crate) use seq::{goal_reached, page_goal};
 
 use core::fmt;

@@ -14,7 +14,6 @@ pub(crate) const INCR: u64 = 2;
 
 /// Real advances happen every this many bytes of emptied pages (CPython:
 /// 80 KiB); in between, pages share the next goal.
-#[allow(dead_code)] // Used by `page_goal`.
 pub(crate) const PAGE_DEFER_BYTES: usize = 80 * 1024;
 
 /// `a >= b` for sequences, correct across wrap-around (signed difference).
@@ -89,7 +88,6 @@ impl Domain {
     }
 
     /// The goal for a page that just became empty (see [`page_goal`]).
-    #[allow(dead_code)] // Called by the type-stable page hooks (issue 6).
     fn page_goal(&self, page_bytes: usize, deferred: &Cell<usize>) -> u64 {
         let bytes = deferred.get().saturating_add(page_bytes);
         if bytes >= PAGE_DEFER_BYTES {
@@ -168,7 +166,6 @@ const_thread_local! {
 ///
 /// Any thread may call it, registered or not. Lock-free, never allocates,
 /// never blocks, never panics: safe inside the allocator's page code.
-#[allow(dead_code)] // Called by the type-stable page hooks (issue 6).
 pub(crate) fn page_goal(page_bytes: usize) -> u64 {
     let d = domain();
     DEFERRED_PAGE_BYTES
@@ -183,7 +180,6 @@ pub(crate) fn page_goal(page_bytes: usize) -> u64 {
 ///
 /// Any thread may call it; lock-free, never allocates, never blocks, never
 /// panics: safe inside the allocator's page code.
-#[allow(dead_code)] // Called by the type-stable page hooks (issue 6).
 pub(crate) fn goal_reached(goal: u64) -> bool {
     domain().goal_reached(goal)
 }

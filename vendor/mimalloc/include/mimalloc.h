@@ -144,6 +144,14 @@ mi_decl_export void mi_free_small(void* p) mi_attr_noexcept;
 typedef void (mi_cdecl mi_deferred_free_fun)(bool force, unsigned long long heartbeat, void* arg);
 mi_decl_export void mi_register_deferred_free(mi_deferred_free_fun* deferred_free, void* arg) mi_attr_noexcept;
 
+// gcmalloc: delayed page reuse (src/page-delay.c). `goal` returns the QSBR goal
+// for a page emptied now (0: it may be reused at once); `reached` tells if a
+// goal is reached. Both must be callable from any thread, must not allocate
+// and must not block.
+typedef unsigned long long (mi_cdecl mi_page_goal_fun)(size_t page_bytes);
+typedef bool (mi_cdecl mi_goal_reached_fun)(unsigned long long goal);
+mi_decl_export void mi_page_delay_set_hooks(mi_page_goal_fun* goal, mi_goal_reached_fun* reached) mi_attr_noexcept;
+
 typedef void (mi_cdecl mi_output_fun)(const char* msg, void* arg);
 mi_decl_export void mi_register_output(mi_output_fun* out, void* arg) mi_attr_noexcept;
 
@@ -172,6 +180,8 @@ typedef struct mi_acct_usage_s {
   size_t heaps;            // live heaps
   size_t error_bound;      // |estimate - (full + large + abandoned)| <= error_bound
   size_t undercount_bound; // heaps * one small/medium page per size class: the most that pages being filled hold uncounted
+  size_t delayed_pages;    // empty pages waiting for their QSBR goal (src/page-delay.c), in heaps and abandoned
+  size_t delayed_bytes;    // and their size (not part of the estimate)
 } mi_acct_usage_t;
 
 mi_decl_export size_t mi_acct_estimate(void) mi_attr_noexcept;

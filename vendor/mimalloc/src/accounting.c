@@ -53,9 +53,10 @@ static void mi_heap_acct_add(mi_heap_t* heap, bool large, intptr_t delta) {
   }
 }
 
-// Does `page`, owned by a heap and in one of its queues, count?
+// Does `page`, owned by a heap and in one of its queues, count? A page waiting
+// for its QSBR goal (src/page-delay.c) is empty: it holds no live data.
 static bool mi_page_acct_is_counted(const mi_page_t* page) {
-  return (mi_page_is_in_full(page) || mi_page_is_large_or_huge(page));
+  return (page->qsbr_goal == 0 && (mi_page_is_in_full(page) || mi_page_is_large_or_huge(page)));
 }
 
 static size_t mi_page_acct_size(const mi_page_t* page) {
@@ -139,6 +140,7 @@ void _mi_page_acct_claim(mi_page_t* page) {
 // abandoned: move its bytes to the abandoned total if it is full.
 void _mi_page_acct_abandon(mi_page_t* page) {
   mi_assert_internal(mi_atomic_load_relaxed(&page->acct_bytes) == 0);
+  if (page->qsbr_goal != 0) return;  // empty, waiting for its QSBR goal
   if (page->used != page->reserved && !mi_page_is_large_or_huge(page)) return;
   const size_t bytes = mi_page_acct_size(page);
   mi_atomic_add_relaxed(&mi_acct.abandoned, bytes);
@@ -203,10 +205,13 @@ size_t mi_acct_estimate(void) mi_attr_noexcept {
 void mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept {
   size_t full = 0;
   size_t large = 0;
+  _mi_page_delay_abandoned(&usage->delayed_pages, &usage->delayed_bytes);
   mi_lock(&mi_acct.lock) {
     for (mi_heap_t* heap = mi_acct.heaps; heap != NULL; heap = heap->acct_next) {
       full  += mi_atomic_load_relaxed(&heap->acct_full);
       large += mi_atomic_load_relaxed(&heap->acct_large);
+      usage->delayed_pages += mi_atomic_load_relaxed(&heap->delay_pages);  // gcmalloc: type-stable pages
+      usage->delayed_bytes += mi_atomic_load_relaxed(&heap->delay_bytes);
     }
   }
   usage->estimate = mi_acct_estimate();
@@ -241,7 +246,7 @@ static size_t mi_segment_acct_recount_abandoned(mi_segment_t* segment) {
   while (slice < end) {
     if (mi_slice_is_used(slice)) {
       const mi_page_t* const page = mi_slice_to_page(slice);
-      if (mi_page_thread_free(page) == NULL && (page->used == page->reserved || mi_page_is_large_or_huge(page))) {
+      if (page->qsbr_goal == 0 && mi_page_thread_free(page) == NULL && (page->used == page->reserved || mi_page_is_large_or_huge(page))) {
         bytes += mi_page_acct_size(page);
       }
     }

@@ -101,13 +101,11 @@ static bool mi_heap_page_collect(mi_heap_t* heap, mi_page_queue_t* pq, mi_page_t
     mi_segment_t* segment = _mi_page_segment(page);
     _mi_segment_collect(segment, true /* force? */);
   }
-  if (mi_page_all_free(page)) {
-    // no more used blocks, free the page.
-    // note: this will free retired pages as well.
-    _mi_page_free(page, pq, collect >= MI_FORCE);
-  }
-  else if (collect == MI_ABANDON) {
-    // still used blocks but the thread is done; abandon the page
+  // no more used blocks: free the page (retired pages as well), unless it
+  // waits for its QSBR goal (gcmalloc); heap walks never drop a goal.
+  const bool freed = mi_page_all_free(page) && _mi_page_free_or_delay(page, pq, collect >= MI_FORCE);
+  if (!freed && collect == MI_ABANDON) {
+    // still used blocks (or a pending goal) but the thread is done; abandon the page
     _mi_page_abandon(page, pq);
   }
   return true; // don't break
@@ -157,8 +155,9 @@ static void mi_heap_collect_ex(mi_heap_t* heap, mi_collect_t collect)
   // (if abandoning, after this there are no more thread-delayed references into the pages.)
   _mi_heap_delayed_free_all(heap);
 
-  // collect retired pages
+  // collect retired pages, and empty pages whose QSBR goal is reached (gcmalloc)
   _mi_heap_collect_retired(heap, force);
+  _mi_heap_collect_delayed(heap);
 
   // collect all pages owned by this thread
   mi_heap_visit_pages(heap, &mi_heap_page_collect, (collect!=MI_NORMAL), &collect, NULL); // normally don't visit full pages, issue #1220
@@ -364,6 +363,7 @@ static bool _mi_heap_page_destroy(mi_heap_t* heap, mi_page_queue_t* pq, mi_page_
   /// pretend it is all free now
   mi_assert_internal(mi_page_thread_free(page) == NULL);
   page->used = 0;
+  _mi_page_delay_cancel(page);  // gcmalloc: destroying a heap frees everything at once
 
   // and free the page
   // mi_page_free(page,false);
@@ -458,6 +458,7 @@ static void mi_heap_absorb(mi_heap_t* heap, mi_heap_t* from) {
   }
   mi_assert_internal(from->page_count == 0);
   _mi_heap_acct_absorb(heap, from);  // gcmalloc: the counted pages moved with their bytes
+  _mi_heap_delay_absorb(heap, from);  // gcmalloc: pending pages follow their pages
 
   // and do outstanding delayed frees in the `from` heap
   // note: be careful here as the `heap` field in all those pages no longer point to `from`,

@@ -242,6 +242,10 @@ static void _mi_page_thread_free_collect(mi_page_t* page)
   mi_assert_internal(count <= UINT16_MAX);
   mi_assert_internal(page->used >= (uint16_t)count);
   page->used = page->used - (uint16_t)count;
+
+  // gcmalloc: a block freed by another thread was allocated after the page's
+  // goal was computed (the page was all free then), so the goal is stale.
+  _mi_page_delay_cancel(page);
 }
 
 void _mi_page_free_collect(mi_page_t* page, bool force) {
@@ -296,6 +300,7 @@ void _mi_page_reclaim(mi_heap_t* heap, mi_page_t* page) {
   // TODO: push on full queue immediately if it is full?
   mi_page_queue_t* pq = mi_page_queue(heap, mi_page_block_size(page));
   mi_page_queue_push(heap, pq, page);
+  _mi_page_delay_reclaim(heap, page);  // gcmalloc: a pending page keeps its goal
   mi_assert_expensive(_mi_page_is_valid(page));
 }
 
@@ -398,6 +403,7 @@ static void mi_page_to_full(mi_page_t* page, mi_page_queue_t* pq) {
   mi_assert_internal(!mi_page_is_in_full(page));
 
   if (mi_page_is_in_full(page)) return;
+  _mi_page_delay_cancel(page);  // gcmalloc: in use, and a pending page must never hide in the full queue
   mi_page_queue_enqueue_from(&mi_page_heap(page)->pages[MI_BIN_FULL], pq, page);
   _mi_page_free_collect(page,false);  // try to collect right away in case another thread freed just before MI_USE_DELAYED_FREE was set
 }
@@ -422,6 +428,7 @@ void _mi_page_abandon(mi_page_t* page, mi_page_queue_t* pq) {
   // page is no longer associated with our heap
   // gcmalloc: a thread freeing into the page may hold it with MI_DELAYED_FREEING (`_mi_page_acct_free_abandoned`)
   mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE || mi_page_thread_free_flag(page)==MI_DELAYED_FREEING);
+  _mi_page_delay_abandon(page);  // gcmalloc: leaves the heap's FIFO, keeps its goal
   mi_page_set_heap(page, NULL);
   _mi_page_acct_abandon(page);  // gcmalloc: a full page's bytes move to the abandoned total
 
@@ -451,10 +458,8 @@ void _mi_page_force_abandon(mi_page_t* page) {
 
   // and now unlink it from the page queue and abandon (or free)
   mi_page_queue_t* pq = mi_heap_page_queue_of(heap, page);
-  if (mi_page_all_free(page)) {
-    _mi_page_free(page, pq, false);
-  }
-  else {
+  // gcmalloc: an empty page waiting for its goal is abandoned with it
+  if (!(mi_page_all_free(page) && _mi_page_free_or_delay(page, pq, false))) {
     _mi_page_abandon(page, pq);
   }
 }
@@ -498,6 +503,10 @@ void _mi_page_retire(mi_page_t* page) mi_attr_noexcept {
 
   mi_page_set_has_aligned(page, false);
 
+  // gcmalloc: the owner just freed the last block, so a pending goal predates
+  // that free; the page gets a fresh goal when it is freed below or later.
+  _mi_page_delay_cancel(page);
+
   // don't retire too often..
   // (or we end up retiring and re-allocating most of the time)
   // NOTE: refine this more: we should not retire if this
@@ -522,7 +531,7 @@ void _mi_page_retire(mi_page_t* page) mi_attr_noexcept {
     }
   }
   #endif
-  _mi_page_free(page, pq, false);
+  _mi_page_free_or_delay(page, pq, false);  // gcmalloc: not before its QSBR goal
 }
 
 // free retired pages: we don't need to look at the entire queues
@@ -537,7 +546,7 @@ void _mi_heap_collect_retired(mi_heap_t* heap, bool force) {
       if (mi_page_all_free(page)) {
         page->retire_expire--;
         if (force || page->retire_expire == 0) {
-          _mi_page_free(pq->first, pq, force);
+          _mi_page_free_or_delay(pq->first, pq, force);  // gcmalloc: not before its QSBR goal
         }
         else {
           // keep retired, update min/max
@@ -867,6 +876,7 @@ static mi_page_t* mi_page_queue_find_free_ex(mi_heap_t* heap, mi_page_queue_t* p
 
   if (page == NULL) {
     _mi_heap_collect_retired(heap, false); // perhaps make a page available?
+    _mi_heap_collect_delayed(heap);        // gcmalloc: free empty pages whose QSBR goal is reached
     page = mi_page_fresh(heap, pq);
     if (page == NULL && first_try) {
       // out-of-memory _or_ an abandoned page with free blocks was reclaimed, try once again
@@ -961,6 +971,7 @@ static mi_page_t* mi_large_huge_page_alloc(mi_heap_t* heap, size_t size, size_t 
   mi_page_queue_t* pq = mi_page_queue(heap, is_huge ? MI_LARGE_OBJ_SIZE_MAX+1 : block_size);
   mi_assert_internal(!is_huge || mi_page_queue_is_huge(pq));
   #endif
+  _mi_heap_collect_delayed(heap);  // gcmalloc: free empty pages whose QSBR goal is reached
   mi_page_t* page = mi_page_fresh_alloc(heap, pq, block_size, page_alignment);
   if (page != NULL) {
     mi_assert_internal(mi_page_immediate_available(page));

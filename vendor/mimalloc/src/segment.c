@@ -1194,7 +1194,8 @@ static bool mi_segment_check_free(mi_segment_t* segment, size_t slices_needed, s
       // ensure used count is up to date and collect potential concurrent frees
       mi_page_t* const page = mi_slice_to_page(slice);
       _mi_page_free_collect(page, false);
-      if (mi_page_all_free(page)) {
+      // gcmalloc: an empty page is kept while its QSBR goal is pending
+      if (mi_page_all_free(page) && !_mi_page_delay_keep(page)) {
         // if this page is all free now, free it without adding to any queues (yet)
         mi_assert_internal(page->next == NULL && page->prev==NULL);
         _mi_stat_decrease(&tld->stats->pages_abandoned, 1);
@@ -1263,7 +1264,8 @@ static mi_segment_t* mi_segment_reclaim(mi_segment_t* segment, mi_heap_t* heap, 
       _mi_page_use_delayed_free(page, MI_USE_DELAYED_FREE, true); // override never (after heap is set)
       _mi_page_acct_claim(page);  // gcmalloc: out of the abandoned total; the heap re-counts the page when it is full
       _mi_page_free_collect(page, false); // ensure used count is up to date
-      if (mi_page_all_free(page)) {
+      // gcmalloc: an empty page whose QSBR goal is pending is reclaimed with its goal
+      if (mi_page_all_free(page) && !_mi_page_delay_keep(page)) {
         // if everything free by now, free the page
         slice = mi_segment_page_clear(page, tld);   // set slice again due to coalesceing
       }

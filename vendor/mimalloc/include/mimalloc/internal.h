@@ -251,6 +251,16 @@ void        _mi_heap_delayed_free_all(mi_heap_t* heap);
 bool        _mi_heap_delayed_free_partial(mi_heap_t* heap);
 void        _mi_heap_collect_retired(mi_heap_t* heap, bool force);
 
+// page-delay.c (gcmalloc: delayed page reuse)
+bool        _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force);
+bool        _mi_page_delay_keep(mi_page_t* page);
+void        _mi_page_delay_cancel(mi_page_t* page);
+void        _mi_page_delay_abandon(mi_page_t* page);
+void        _mi_page_delay_reclaim(mi_heap_t* heap, mi_page_t* page);
+void        _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from);
+void        _mi_heap_collect_delayed(mi_heap_t* heap);
+void        _mi_page_delay_abandoned(size_t* pages, size_t* bytes);
+
 void        _mi_page_use_delayed_free(mi_page_t* page, mi_delayed_t delay, bool override_never);
 bool        _mi_page_try_use_delayed_free(mi_page_t* page, mi_delayed_t delay, bool override_never);
 size_t      _mi_page_queue_append(mi_heap_t* heap, mi_page_queue_t* pq, mi_page_queue_t* append);

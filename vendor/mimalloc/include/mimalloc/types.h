@@ -356,6 +356,12 @@ typedef struct mi_page_s {
   // `MI_ACCT_ABANDONED` set, to the process-wide abandoned total. Takes the
   // place of the former padding word, so the layout is unchanged.
   _Atomic(size_t)       acct_bytes;
+
+  // gcmalloc: delayed page reuse (src/page-delay.c); zeroed when the page is cleared
+  unsigned long long    qsbr_goal;         // QSBR goal this empty page waits for (0: none)
+  struct mi_heap_s*     delay_heap;        // heap whose FIFO holds the page (NULL: none, or abandoned)
+  struct mi_page_s*     delay_next;        // FIFO of pending pages, oldest first
+  struct mi_page_s*     delay_prev;
 } mi_page_t;
 
 // gcmalloc: set in `mi_page_t.acct_bytes` while the bytes count in the abandoned total.
@@ -589,6 +595,11 @@ struct mi_heap_s {
   intptr_t              acct_unpublished;                    // change of `acct_full + acct_large` not yet added to the process total
   mi_heap_t*            acct_next;                           // process-wide list of heaps (under the accounting lock)
   mi_heap_t*            acct_prev;
+  // gcmalloc: delayed page reuse (src/page-delay.c)
+  mi_page_t*            delay_first;                         // FIFO of empty pages waiting for their QSBR goal
+  mi_page_t*            delay_last;
+  _Atomic(size_t)       delay_pages;                         // pages in the FIFO (written by the owner only)
+  _Atomic(size_t)       delay_bytes;                         // and their size
 };
 
 

@@ -1,0 +1,168 @@
+//! Type-stable pages: while a registered thread holds the QSBR goal back, the
+//! pages of freed 64-byte blocks serve no other size class and stay mapped;
+//! once it quiesces they are released. With the delay switched off the same
+//! test observes cross-size reuse, which proves it can fail.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread;
+
+use gcmalloc::GcMalloc;
+
+#[global_allocator]
+static GLOBAL: GcMalloc = GcMalloc;
+
+/// The tests share process-wide state (the delay switch, QSBR goals).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SMALL: usize = 64;
+const BLOCKS: usize = 20_000; // ~1.3 MB: about twenty 64 KiB pages
+
+/// A registered thread that never quiesces until told to: it holds every
+/// goal taken meanwhile.
+struct Holder {
+    release: mpsc::Sender<()>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Holder {
+    fn start() -> Holder {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            let me = gcmalloc::register_thread();
+            ready_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            me.quiescent();
+        });
+        ready_rx.recv().unwrap();
+        Holder { release, thread }
+    }
+
+    /// Lets the holder quiesce (and exit), then makes sure a goal taken
+    /// before is reached.
+    fn quiesce(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+        let goal = gcmalloc::qsbr::advance();
+        assert!(gcmalloc::qsbr::poll(goal), "no registered thread left, yet the goal is not reached");
+    }
+}
+
+/// Allocates `BLOCKS` 64-byte blocks, frees them all, and returns their
+/// sorted addresses: the freed pages tile these addresses densely.
+fn fill_and_free_small() -> Vec<usize> {
+    let layout = Layout::from_size_align(SMALL, 8).unwrap();
+    // SAFETY: non-zero size; each block is freed once with its layout. The
+    // trait methods are called directly (not through `__rust_alloc`) so the
+    // compiler does not treat the later reads of freed blocks as UB it may
+    // exploit: to it these are opaque calls.
+    let mut blocks: Vec<usize> = (0..BLOCKS).map(|_| unsafe { GLOBAL.alloc(layout) } as usize).collect();
+    for &b in &blocks {
+        unsafe { GLOBAL.dealloc(b as *mut u8, layout) };
+    }
+    blocks.sort_unstable();
+    blocks
+}
+
+/// How many of `blocks` (allocated while `freed` was freed) overlap a freed
+/// 64-byte block.
+fn overlaps(freed: &[usize], blocks: &[(usize, usize)]) -> usize {
+    blocks
+        .iter()
+        .filter(|&&(start, len)| {
+            let i = freed.partition_point(|&f| f + SMALL <= start);
+            i < freed.len() && freed[i] < start + len
+        })
+        .count()
+}
+
+/// Allocates many blocks of other size classes (1 KiB, 64 KiB, 1 MiB), keeps
+/// them while counting how many land inside `freed`, then frees them.
+fn other_sizes_reusing(freed: &[usize]) -> usize {
+    let mut held = Vec::new();
+    for (size, count) in [(1 << 10, 4_000), (64 << 10, 64), (1 << 20, 8)] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        for _ in 0..count {
+            // SAFETY: non-zero size; freed below with the same layout.
+            let p = unsafe { GLOBAL.alloc(layout) };
+            assert!(!p.is_null());
+            held.push((p as usize, size));
+        }
+    }
+    let n = overlaps(freed, &held);
+    for (p, size) in held {
+        // SAFETY: allocated above with this layout.
+        unsafe { GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(size, 8).unwrap()) };
+    }
+    n
+}
+
+/// Reads the second word of every freed block: a page that went back to the
+/// OS would fault here.
+fn read_all(freed: &[usize]) -> u64 {
+    freed.iter().fold(0u64, |acc, &b| {
+        // SAFETY: type-stable memory: while the goal is pending the page of a
+        // freed block stays mapped and keeps 64-byte blocks, so reading one
+        // word inside it is a read of allocator-owned, mapped memory.
+        acc ^ unsafe { std::ptr::read_volatile((b as *const u64).add(1)) }
+    })
+}
+
+fn delayed_pages() -> usize {
+    let u = gcmalloc::usage();
+    u.delayed_pages
+}
+
+#[test]
+fn freed_pages_serve_no_other_size_class_until_the_goal() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    gcmalloc::set_page_reuse_delay(true);
+    let holder = Holder::start();
+
+    let freed = fill_and_free_small();
+    assert!(delayed_pages() > 0, "no page is waiting for its goal");
+    assert_eq!(other_sizes_reusing(&freed), 0, "another size class reused a page before its goal");
+    read_all(&freed);
+
+    holder.quiesce();
+    gcmalloc::release_delayed_pages();
+    assert_eq!(delayed_pages(), 0, "pages still wait after their goal was reached");
+    assert!(other_sizes_reusing(&freed) > 0, "released pages were never reused");
+}
+
+#[test]
+fn without_the_delay_other_size_classes_reuse_freed_pages() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    gcmalloc::set_page_reuse_delay(false);
+    let holder = Holder::start();
+
+    let freed = fill_and_free_small();
+    let reused = other_sizes_reusing(&freed);
+
+    holder.quiesce();
+    gcmalloc::set_page_reuse_delay(true);
+    assert!(reused > 0, "the test cannot see cross-size reuse: it could not fail");
+}
+
+#[test]
+fn pending_goals_survive_thread_exit() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    gcmalloc::set_page_reuse_delay(true);
+    let holder = Holder::start();
+
+    // An unregistered worker empties pages and exits: its heap abandons them.
+    let freed = thread::spawn(fill_and_free_small).join().unwrap();
+    let pending = gcmalloc::usage();
+    assert!(pending.delayed_pages > 0, "the exited thread's empty pages lost their goal");
+
+    assert_eq!(other_sizes_reusing(&freed), 0, "an abandoned page was freed before its goal");
+    gcmalloc::release_delayed_pages();
+    assert_eq!(other_sizes_reusing(&freed), 0, "a collection freed an abandoned page early");
+    read_all(&freed);
+
+    holder.quiesce();
+    gcmalloc::release_delayed_pages();
+    assert_eq!(delayed_pages(), 0, "abandoned pages still wait after their goal was reached");
+}
