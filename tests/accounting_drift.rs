@@ -30,10 +30,16 @@ fn random_size(rng: &mut XorShift) -> usize {
     }
 }
 
-fn worker(seed: u64) {
+fn worker(seed: u64, registered: bool) {
+    // Registered workers quiesce now and then, so their emptied pages wait
+    // for QSBR goals (type-stable pages) and some are abandoned with them.
+    let me = registered.then(gcmalloc::register_thread);
     let mut rng = XorShift(seed);
     let mut own = Vec::with_capacity(OPS);
-    for _ in 0..OPS {
+    for op in 0..OPS {
+        if op % 500 == 0 {
+            me.iter().for_each(|me| me.quiescent());
+        }
         match rng.below(10) {
             0..=5 => own.push(alloc_block(random_size(&mut rng))),
             6 if !own.is_empty() => free_block(own.swap_remove(rng.below(own.len()))),
@@ -55,24 +61,59 @@ fn worker(seed: u64) {
     own.into_iter().for_each(free_block);
 }
 
+/// The two tests share `SHARED` and need the other threads idle for `audit`.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn counters_match_a_recount_at_every_quiescent_point() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    run_rounds(false);
+}
+
+/// The same with delayed page reuse at work: registered workers, and a
+/// registered thread that quiesces only between rounds, so that emptied pages
+/// wait for goals, are abandoned with them and reclaimed by later threads.
+#[test]
+fn counters_match_a_recount_with_pages_waiting_for_qsbr_goals() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (tick, ticks) = std::sync::mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let me = gcmalloc::register_thread();
+        ticks.iter().for_each(|()| me.quiescent());
+    });
+    let delayed = run_rounds_with(true, || tick.send(()).unwrap());
+    assert!(delayed > 0, "no page ever waited for its goal: the delay was not exercised");
+    drop(tick);
+    holder.join().unwrap();
+}
+
+fn run_rounds(registered: bool) {
+    run_rounds_with(registered, || {});
+}
+
+/// Runs the rounds, calling `between` after each; returns the most pages
+/// seen waiting for their goal at a round's end.
+fn run_rounds_with(registered: bool, between: impl Fn()) -> usize {
     SHARED.lock().unwrap().reserve(ROUNDS * THREADS * OPS);
     let baseline = assert_accounting_consistent("at start");
+    let mut delayed = 0;
     for round in 0..ROUNDS {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let seed = 0x9E37_79B9_7F4A_7C15 ^ ((round * THREADS + t) as u64 + 1);
-                thread::spawn(move || worker(seed))
+                thread::spawn(move || worker(seed, registered))
             })
             .collect();
         workers.into_iter().for_each(|w| w.join().unwrap());
         let usage = assert_accounting_consistent(&format!("after round {round}"));
         assert!(usage.abandoned_bytes > 0 || round == 0, "rounds must leave abandoned pages behind");
+        delayed = delayed.max(usage.delayed_pages);
+        between();
     }
     std::mem::take(&mut *SHARED.lock().unwrap()).into_iter().for_each(free_block);
     let end = assert_accounting_consistent("after freeing everything");
     assert_eq!(end.abandoned_bytes, baseline.abandoned_bytes, "freed abandoned pages must not stay counted");
     assert_eq!(end.exact(), baseline.exact(), "nothing may stay counted: {end:?} vs {baseline:?}");
     assert!(end.estimate <= baseline.estimate + end.error_bound, "the estimate returns to its starting level");
+    delayed
 }

@@ -38,7 +38,7 @@ pub fn alloc_block(size: usize) -> (usize, usize) {
     let layout = std::alloc::Layout::from_size_align(size, 8).unwrap();
     // SAFETY: `layout` has a non-zero size.
     let p = unsafe { std::alloc::alloc(layout) };
-    assert!(!p.is_null());
+    assert!(!p.is_null(), "alloc of {size} bytes failed");
     // SAFETY: `p` points to `size` writable bytes; touch them like a program would.
     unsafe { p.write_bytes(0xA5, size.min(64)) };
     (p as usize, size)
