@@ -64,3 +64,8 @@ pub fn mimalloc_version() -> u32 {
     // SAFETY: a constant query with no preconditions.
     unsafe { ffi::mi_version() as u32 }
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
