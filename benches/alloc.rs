@@ -157,11 +157,35 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Batches of 1,000 256-byte blocks (four pages) on a registered thread that quiesces after
+/// each batch, so emptied pages go through the QSBR goal: delayed page reuse
+/// on and off against stock v2.3.2. Runs last: it registers the thread.
+fn quiescing_churn(c: &mut Criterion) {
+    let me = gcmalloc::register_thread();
+    let mut g = c.benchmark_group("quiescing_batch1000_256B");
+    let mut slots = vec![std::ptr::null_mut(); BATCH];
+    for (name, delay, case) in [
+        ("gcmalloc-delay-on", true, allocators()[0].1.as_ref() as &dyn Case),
+        ("gcmalloc-delay-off", false, allocators()[0].1.as_ref()),
+        ("stock-v2.3.2", true, allocators()[1].1.as_ref()),
+    ] {
+        gcmalloc::set_page_reuse_delay(delay);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                case.batch(layout(256), &mut slots);
+                me.quiescent();
+            })
+        });
+    }
+    gcmalloc::set_page_reuse_delay(true);
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = bench, quiescing_churn
 }
 criterion_main!(benches);
