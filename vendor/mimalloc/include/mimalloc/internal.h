@@ -648,7 +648,12 @@ static inline mi_heap_t* mi_page_heap(const mi_page_t* page) {
 }
 
 static inline void mi_page_set_heap(mi_page_t* page, mi_heap_t* heap) {
-  mi_assert_internal(mi_page_thread_free_flag(page) != MI_DELAYED_FREEING);
+  // gcmalloc: when a page is abandoned (heap becomes NULL) or reclaimed (heap
+  // was NULL), a thread freeing into it may hold it with MI_DELAYED_FREEING
+  // (src/accounting.c, `_mi_page_acct_free_abandoned`). That thread never
+  // reads the page's heap, so the heap may change meanwhile; moving a page
+  // between two live heaps still must not race with a delayed free.
+  mi_assert_internal(mi_page_thread_free_flag(page) != MI_DELAYED_FREEING || heap == NULL || mi_page_heap(page) == NULL);
   mi_atomic_store_release(&page->xheap,(uintptr_t)heap);
   if (heap != NULL) { page->heap_tag = heap->tag; }
 }
