@@ -4,7 +4,11 @@
 //! * stop-the-world latency (stop + restart) with 1/16/64 registered threads,
 //!   each attached and passing a safepoint every ~50 µs (sleeping detached
 //!   in between), so a stop both parks detached threads and waits for
-//!   attached ones.
+//!   attached ones;
+//! * attach progress under a tight stop-the-world loop (the fairness of the
+//!   gh-151518 fix): the time one `detach()` + `attach()` takes while another
+//!   thread stops the world back to back, each stop held ~50 µs like a
+//!   collection.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,6 +62,33 @@ fn stop_latency(c: &mut Criterion) {
     g.finish();
 }
 
+fn attach_under_stop_loop(c: &mut Criterion) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let world = gcmalloc::stop_the_world();
+                let held = std::time::Instant::now();
+                while held.elapsed() < Duration::from_micros(50) {
+                    std::hint::spin_loop();
+                }
+                drop(world);
+            }
+        })
+    };
+    let me = gcmalloc::register_thread();
+    c.bench_function("detach_attach_under_stop_loop", |b| {
+        b.iter(|| {
+            me.detach();
+            me.attach();
+        })
+    });
+    drop(me);
+    stop.store(true, Ordering::Relaxed);
+    stopper.join().unwrap();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(30)
@@ -65,5 +96,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(1))
 }
 
-criterion_group! { name = benches; config = config(); targets = attach_detach, stop_latency }
+criterion_group! { name = benches; config = config(); targets = attach_detach, stop_latency, attach_under_stop_loop }
 criterion_main!(benches);
