@@ -85,7 +85,7 @@ mod registry;
 mod seq;
 
 pub(crate) use registry::Slot;
-pub(crate) use seq::{goal_reached, page_goal};
+pub(crate) use seq::{any_thread_online, goal_reached, page_goal};
 
 use core::fmt;
 use std::time::Instant;

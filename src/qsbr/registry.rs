@@ -219,6 +219,12 @@ impl Registry {
         Some(min)
     }
 
+    /// True if some slot has an online `seq`. Stops at the first one found.
+    /// Must follow a SeqCst fence, as a scan in `Domain::goal_reached` does.
+    pub(crate) fn any_online(&self) -> bool {
+        self.slots().any(|s| s.seq.load(Ordering::Acquire) != 0)
+    }
+
     /// The minimum online `seq` over every slot (or `wr`), ignoring caches.
     pub(crate) fn full_min(&self, wr: u64) -> u64 {
         self.chunks()

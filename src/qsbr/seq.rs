@@ -174,6 +174,21 @@ pub(crate) fn page_goal(page_bytes: usize) -> u64 {
         .unwrap_or_else(|_| d.advance())
 }
 
+/// True if some registered thread is online (attached, so it may hold
+/// references read without locks). If not, memory unlinked before this call
+/// may be reused at once: a thread coming online later issues a SeqCst fence
+/// after publishing its sequence, so either this scan sees it or it sees every
+/// store made before the fence below (the argument of
+/// [`Domain::goal_reached`], without the advance a goal needs).
+///
+/// Any thread may call it; lock-free, never allocates, never blocks, never
+/// panics. Unlike `goal_reached` it never moves the write sequence, so it
+/// keeps [`page_goal`]'s deferral intact.
+pub(crate) fn any_thread_online() -> bool {
+    fence(Ordering::SeqCst);
+    domain().registry.any_online()
+}
+
 /// True once every registered thread that was online when `goal` was made
 /// has passed a quiescent state (or gone offline). With no thread
 /// registered, every goal is reached at once.
