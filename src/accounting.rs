@@ -74,8 +74,13 @@ pub fn estimate() -> usize {
 /// (each read atomically while other threads may be changing them);
 /// [`Usage::exact`] is their total, and `estimate` is what [`estimate`]
 /// returned at the same time.
+///
+/// The fields are those of mimalloc's `mi_acct_usage_t`
+/// (`vendor/mimalloc/include/mimalloc.h`), in the same order: [`usage`]
+/// lets mimalloc fill this struct in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[repr(C)]
 pub struct Usage {
     /// The batched process-wide figure, as returned by [`estimate`].
     pub estimate: usize,
@@ -122,19 +127,13 @@ impl Usage {
 /// assert!(u.estimate.abs_diff(u.exact()) <= u.error_bound);
 /// ```
 pub fn usage() -> Usage {
-    let mut raw = ffi::AcctUsage::default();
-    // SAFETY: `raw` is a valid, writable `mi_acct_usage_t`.
-    unsafe { ffi::mi_acct_usage(&mut raw) };
-    Usage {
-        estimate: raw.estimate,
-        full_page_bytes: raw.full_bytes,
-        large_bytes: raw.large_bytes,
-        abandoned_bytes: raw.abandoned_bytes,
-        heaps: raw.heaps,
-        error_bound: raw.error_bound,
-        undercount_bound: raw.undercount_bound,
-        delayed_pages: raw.delayed_pages,
-        delayed_bytes: raw.delayed_bytes,
+    // SAFETY: every field of `Usage` is a `usize`, so all-zero is a valid
+    // value; `Usage` has the layout of `mi_acct_usage_t`, which
+    // `mi_acct_usage` fills in place.
+    unsafe {
+        let mut usage = core::mem::MaybeUninit::<Usage>::zeroed().assume_init();
+        ffi::mi_acct_usage(&mut usage);
+        usage
     }
 }
 

@@ -35,22 +35,6 @@ mimalloc_fns! {
     fn mi_is_in_heap_region(p: *const c_void) -> bool;
 }
 
-/// `mi_acct_usage_t` of the full-page accounting patch
-/// (`vendor/mimalloc/include/mimalloc.h`); see `crate::accounting`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AcctUsage {
-    pub estimate: usize,
-    pub full_bytes: usize,
-    pub large_bytes: usize,
-    pub abandoned_bytes: usize,
-    pub heaps: usize,
-    pub error_bound: usize,
-    pub undercount_bound: usize,
-    pub delayed_pages: usize,
-    pub delayed_bytes: usize,
-}
-
 /// Hooks of the delayed page reuse patch (`mi_page_goal_fun`,
 /// `mi_goal_reached_fun`); see `crate::type_stable`.
 pub type PageGoalFn = extern "C" fn(page_bytes: usize) -> u64;
@@ -58,7 +42,8 @@ pub type GoalReachedFn = extern "C" fn(goal: u64) -> bool;
 
 mimalloc_fns! {
     fn mi_acct_estimate() -> usize;
-    fn mi_acct_usage(usage: *mut AcctUsage);
+    /// Fills a `mi_acct_usage_t`, whose layout `Usage` has.
+    fn mi_acct_usage(usage: *mut crate::Usage);
     fn mi_acct_audit(counted: *mut usize, recounted: *mut usize);
     fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
     fn mi_collect(force: bool);
