@@ -164,10 +164,11 @@ fn quiescing_churn(c: &mut Criterion) {
     let me = gcmalloc::register_thread();
     let mut g = c.benchmark_group("quiescing_batch1000_256B");
     let mut slots = vec![std::ptr::null_mut(); BATCH];
+    let (gcmalloc, stock) = (With(GcMalloc), With(StockV2));
     for (name, delay, case) in [
-        ("gcmalloc-delay-on", true, allocators()[0].1.as_ref() as &dyn Case),
-        ("gcmalloc-delay-off", false, allocators()[0].1.as_ref()),
-        ("stock-v2.3.2", true, allocators()[1].1.as_ref()),
+        ("gcmalloc-delay-on", true, &gcmalloc as &dyn Case),
+        ("gcmalloc-delay-off", false, &gcmalloc),
+        ("stock-v2.3.2", true, &stock),
     ] {
         gcmalloc::set_page_reuse_delay(delay);
         g.bench_function(name, |b| {
