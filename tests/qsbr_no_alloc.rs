@@ -4,7 +4,6 @@
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-#[test]
 fn quiescent_and_poll_do_not_allocate() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let me = gcmalloc::register_thread();
@@ -25,4 +24,11 @@ fn quiescent_and_poll_do_not_allocate() {
     let after = dhat::HeapStats::get();
     dhat::assert_eq!(after.total_blocks, before.total_blocks);
     drop(me);
+}
+
+/// Runs without libtest (`harness = false`): this is the only thread, so
+/// dhat's process-wide counts are this check's.
+fn main() {
+    quiescent_and_poll_do_not_allocate();
+    println!("quiescent_and_poll_do_not_allocate ... ok");
 }

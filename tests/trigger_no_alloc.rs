@@ -10,7 +10,6 @@ use gcmalloc::{GcTrigger, MemorySource};
 
 static MEM: AtomicUsize = AtomicUsize::new(1 << 30);
 
-#[test]
 fn record_check_and_collect_do_not_allocate() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let sources = [
@@ -44,4 +43,11 @@ fn record_check_and_collect_do_not_allocate() {
     let after = dhat::HeapStats::get();
     assert!(collections > 0, "the loop must exercise collected()");
     dhat::assert_eq!(after.total_blocks, before.total_blocks);
+}
+
+/// Runs without libtest (`harness = false`): this is the only thread, so
+/// dhat's process-wide counts are this check's.
+fn main() {
+    record_check_and_collect_do_not_allocate();
+    println!("record_check_and_collect_do_not_allocate ... ok");
 }
