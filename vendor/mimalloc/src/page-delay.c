@@ -107,8 +107,8 @@ static void mi_page_delay_recount(mi_page_t* page) {
 }
 
 // Drop a pending goal: the page is (or was) in use since it was tagged.
-void _mi_page_delay_cancel(mi_page_t* page) {
-  if (page->qsbr_goal == 0) return;
+void _mi_page_delay_drop_goal(mi_page_t* page) {
+  mi_assert_internal(page->qsbr_goal != 0);
   const bool owned = (page->delay_heap != NULL);
   if (owned) { mi_heap_delay_unlink(page); }
         else { mi_delay_abandoned_add(page, false); }

@@ -254,7 +254,7 @@ void        _mi_heap_collect_retired(mi_heap_t* heap, bool force);
 // page-delay.c (gcmalloc: delayed page reuse)
 bool        _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force);
 bool        _mi_page_delay_keep(mi_page_t* page);
-void        _mi_page_delay_cancel(mi_page_t* page);
+void        _mi_page_delay_drop_goal(mi_page_t* page);
 void        _mi_page_delay_abandon(mi_page_t* page);
 void        _mi_page_delay_reclaim(mi_heap_t* heap, mi_page_t* page);
 void        _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from);
@@ -712,6 +712,13 @@ static inline mi_page_queue_t* mi_page_queue(const mi_heap_t* heap, size_t size)
 //-----------------------------------------------------------
 static inline bool mi_page_is_in_full(const mi_page_t* page) {
   return page->flags.x.in_full;
+}
+
+// gcmalloc: a page in use again drops a pending QSBR goal (src/page-delay.c).
+// Most pages have none: checked inline, so the hooks on the page-retire and
+// to-full paths cost a load and a branch, not a call.
+static inline void _mi_page_delay_cancel(mi_page_t* page) {
+  if mi_unlikely(page->qsbr_goal != 0) { _mi_page_delay_drop_goal(page); }
 }
 
 static inline void mi_page_set_in_full(mi_page_t* page, bool in_full) {
