@@ -1,47 +1,8 @@
 //! Full-page byte accounting: a memory estimate that a garbage collector can
 //! read at any moment, without a syscall, a lock or stopping the world.
 //!
-//! # What is counted
-//!
-//! mimalloc keeps the pages of each size class in per-heap queues and moves a
-//! page to its heap's *full queue* when it finds no free block in it. The
-//! patched allocator (`vendor/patches/0001-full-page-accounting.patch`)
-//! counts, for every page, `block_size * capacity` bytes while the page is
-//!
-//! * in a heap's full queue (small blocks up to 8 KiB in 64 KiB pages, medium
-//!   blocks up to 64 KiB in 512 KiB pages),
-//! * a large or huge page (one block over 64 KiB, or a very large alignment):
-//!   from its allocation until its block is freed,
-//! * a full (or large/huge) page of an exited thread (*abandoned*), until a
-//!   block is freed into it or another thread reclaims it.
-//!
-//! Each page carries the bytes it contributes, so abandoning, freeing into and
-//! reclaiming a page move exactly those bytes: a page that is full, abandoned,
-//! freed into and then reclaimed and filled again is counted once (the hole in
-//! CPython's first attempt, PR #148940). The counters change only when a page
-//! changes queue, never on the allocation fast path, and each heap's counters
-//! are written only by the thread that owns it.
-//!
-//! # How far off it can be
-//!
-//! Two independent, bounded errors, both reported by [`usage`]:
-//!
-//! * **Undercount** ([`Usage::undercount_bound`]): blocks in pages that are
-//!   not full are not counted. While a heap only allocates, each size class
-//!   has at most one such page (the one being filled), so the estimate misses
-//!   at most `heaps x (33 x 64 KiB + 12 x 512 KiB)` = `heaps x 8,256 KiB`
-//!   (33 small and 12 medium size classes on 64-bit). Pages left partly used
-//!   by frees are not counted either: that is the point of the estimate (it
-//!   falls when memory is freed), and it means the estimate tracks memory held
-//!   in full pages, not every live byte. A block freed by another thread into
-//!   a full page (or a large/huge block) of a live thread stays counted until
-//!   that thread processes its delayed frees (every 100 allocation slow paths,
-//!   or in a collect), as mimalloc itself only then reuses the block.
-//! * **Batching** ([`Usage::error_bound`]): to cost a few nanoseconds at any
-//!   thread count, [`estimate`] reads one process-wide figure. Each heap adds
-//!   its change to it once the change exceeds 256 KiB, so the figure differs
-//!   from the exact sum of the counters by at most `heaps x 256 KiB`.
-//!   A heap's remaining change is folded in when the heap is destroyed.
+//! What is counted and how far off the estimate can be is documented on
+//! [`Usage`], where users of the crate see it.
 
 use crate::ffi;
 
@@ -50,7 +11,7 @@ use crate::ffi;
 /// Two relaxed atomic loads: no syscall, no lock, no allocation, and the same
 /// cost at any number of threads. The value may differ from the exact sum of
 /// the per-thread counters by [`Usage::error_bound`], and misses blocks in
-/// pages that are not full (see the [module docs](self) for both bounds).
+/// pages that are not full (see [`Usage`] for both bounds).
 ///
 /// ```
 /// #[global_allocator]
@@ -69,6 +30,50 @@ pub fn estimate() -> usize {
 }
 
 /// A breakdown of the accounted bytes, from [`usage`].
+///
+/// # What is counted
+///
+/// mimalloc keeps the pages of each size class in per-heap queues and moves a
+/// page to its heap's *full queue* when it finds no free block in it. The
+/// patched allocator (`vendor/patches/0001-full-page-accounting.patch`)
+/// counts, for every page, `block_size * capacity` bytes while the page is
+///
+/// * in a heap's full queue (small blocks up to 8 KiB in 64 KiB pages, medium
+///   blocks up to 64 KiB in 512 KiB pages),
+/// * a large or huge page (one block over 64 KiB, or a very large alignment):
+///   from its allocation until its block is freed,
+/// * a full (or large/huge) page of an exited thread (*abandoned*), until a
+///   block is freed into it or another thread reclaims it.
+///
+/// Each page carries the bytes it contributes, so abandoning, freeing into and
+/// reclaiming a page move exactly those bytes: a page that is full, abandoned,
+/// freed into and then reclaimed and filled again is counted once (the hole in
+/// CPython's first attempt, PR #148940). The counters change only when a page
+/// changes queue, never on the allocation fast path, and each heap's counters
+/// are written only by the thread that owns it.
+///
+/// # How far off it can be
+///
+/// Two independent, bounded errors, both reported by [`usage`]:
+///
+/// * **Undercount** ([`Usage::undercount_bound`]): blocks in pages that are
+///   not full are not counted. While a heap only allocates, each size class
+///   has at most one such page (the one being filled), so the estimate misses
+///   at most `heaps x (33 x 64 KiB + 12 x 512 KiB)` = `heaps x 8,256 KiB`
+///   (33 small and 12 medium size classes on 64-bit). Pages left partly used
+///   by frees are not counted either: that is the point of the estimate (it
+///   falls when memory is freed), and it means the estimate tracks memory held
+///   in full pages, not every live byte. A block freed by another thread into
+///   a full page (or a large/huge block) of a live thread stays counted until
+///   that thread processes its delayed frees (every 100 allocation slow paths,
+///   or in a collect), as mimalloc itself only then reuses the block.
+/// * **Batching** ([`Usage::error_bound`]): to cost a few nanoseconds at any
+///   thread count, [`estimate`] reads one process-wide figure. Each heap adds
+///   its change to it once the change exceeds 256 KiB, so the figure differs
+///   from the exact sum of the counters by at most `heaps x 256 KiB`.
+///   A heap's remaining change is folded in when the heap is destroyed.
+///
+/// # Fields
 ///
 /// The `*_bytes` fields are exact sums of the per-heap and abandoned counters
 /// (each read atomically while other threads may be changing them);
@@ -97,7 +102,7 @@ pub struct Usage {
     /// thread is between a page transition and its publication.
     pub error_bound: usize,
     /// The most that pages being filled can hold uncounted
-    /// (`heaps x 8,256 KiB`, see the [module docs](self)).
+    /// (`heaps x 8,256 KiB`, see [`Usage`]).
     pub undercount_bound: usize,
     /// Empty pages waiting for their QSBR goal before they may serve another
     /// size class ([type-stable pages](crate::set_page_reuse_delay)), in
