@@ -34,6 +34,8 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // SAFETY: `drop` has the node exclusively; loom checks that no reader
+        // still accesses `value` unordered with this write.
         self.value.with_mut(|v| unsafe { *v = 0 });
         self.drops.fetch_add(1, Ordering::Relaxed);
     }
@@ -112,6 +114,8 @@ fn goal_caching() {
                     if qsbr::poll(goal) {
                         // "Free" the data: the holder's read of it must be
                         // ordered before this write, or loom reports a race.
+                        // SAFETY: a reached goal means the holder's reads
+                        // are done; loom reports the race if they are not.
                         data.with_mut(|d| unsafe { *d = 1 });
                     }
                     assert!(!qsbr::poll(newer) || qsbr::poll(goal));
@@ -119,6 +123,8 @@ fn goal_caching() {
             })
             .collect();
         for data in &cells {
+            // SAFETY: this thread has not quiesced, so no goal covering it is
+            // reached and no "free" may write concurrently (what loom checks).
             data.with(|d| unsafe { assert_eq!(*d, 0, "freed while held") });
         }
         me.quiescent(); // passes both goals

@@ -22,6 +22,9 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 type Heap = Arc<UnsafeCell<u64>>;
 
 fn touch(heap: &Heap) {
+    // SAFETY: callers are attached, or the requester with the world stopped:
+    // the protocol under test excludes concurrent writers, and loom reports
+    // any unordered pair.
     heap.with_mut(|h| unsafe { *h += 1 });
 }
 

@@ -57,6 +57,7 @@ fn fill_and_free_small() -> Vec<usize> {
     // exploit: to it these are opaque calls.
     let mut blocks: Vec<usize> = (0..BLOCKS).map(|_| unsafe { GLOBAL.alloc(layout) } as usize).collect();
     for &b in &blocks {
+        // SAFETY: `b` was allocated above with `layout` and is freed once.
         unsafe { GLOBAL.dealloc(b as *mut u8, layout) };
     }
     blocks.sort_unstable();
