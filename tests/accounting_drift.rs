@@ -61,10 +61,9 @@ fn worker(seed: u64, registered: bool) {
     own.into_iter().for_each(free_block);
 }
 
-/// One test function, so that no other test thread of this binary is alive
-/// (or exiting, with its heap still registered) while the rounds compare the
-/// counters with their starting level.
-#[test]
+/// One test function on the main thread (see `main`), so that no other
+/// thread is alive (or exiting, with its heap still registered) while the
+/// rounds compare the counters with their starting level.
 fn counters_match_a_recount_at_every_quiescent_point() {
     run_rounds(false);
     counters_match_with_pages_waiting_for_qsbr_goals();
@@ -114,4 +113,11 @@ fn run_rounds_with(registered: bool, between: impl Fn()) -> usize {
     assert_eq!(end.exact(), baseline.exact(), "nothing may stay counted: {end:?} vs {baseline:?}");
     assert!(end.estimate <= baseline.estimate + end.error_bound, "the estimate returns to its starting level");
     delayed
+}
+
+/// Runs without libtest (`harness = false` in Cargo.toml): no other thread of
+/// this process allocates, or holds pages, while the test compares totals.
+fn main() {
+    counters_match_a_recount_at_every_quiescent_point();
+    println!("test counters_match_a_recount_at_every_quiescent_point ... ok");
 }

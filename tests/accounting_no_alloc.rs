@@ -24,5 +24,5 @@ fn estimate_and_usage_do_not_allocate() {
 /// dhat's process-wide counts are this check's.
 fn main() {
     estimate_and_usage_do_not_allocate();
-    println!("estimate_and_usage_do_not_allocate ... ok");
+    println!("test estimate_and_usage_do_not_allocate ... ok");
 }

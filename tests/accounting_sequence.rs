@@ -24,7 +24,6 @@ fn by_page(blocks: &[(usize, usize)]) -> BTreeMap<usize, Vec<(usize, usize)>> {
     pages
 }
 
-#[test]
 fn full_abandoned_freed_reclaimed_refilled_is_counted_once() {
     let baseline = assert_accounting_consistent("at start");
 
@@ -85,4 +84,11 @@ fn full_abandoned_freed_reclaimed_refilled_is_counted_once() {
     let end = assert_accounting_consistent("after freeing everything");
     assert_eq!(end.abandoned_bytes, baseline.abandoned_bytes);
     assert_eq!(end.exact(), baseline.exact(), "nothing may stay counted: {end:?} vs {baseline:?}");
+}
+
+/// Runs without libtest (`harness = false` in Cargo.toml): no other thread of
+/// this process allocates, or holds pages, while the test compares totals.
+fn main() {
+    full_abandoned_freed_reclaimed_refilled_is_counted_once();
+    println!("test full_abandoned_freed_reclaimed_refilled_is_counted_once ... ok");
 }

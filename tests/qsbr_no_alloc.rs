@@ -30,5 +30,5 @@ fn quiescent_and_poll_do_not_allocate() {
 /// dhat's process-wide counts are this check's.
 fn main() {
     quiescent_and_poll_do_not_allocate();
-    println!("quiescent_and_poll_do_not_allocate ... ok");
+    println!("test quiescent_and_poll_do_not_allocate ... ok");
 }

@@ -49,5 +49,5 @@ fn record_check_and_collect_do_not_allocate() {
 /// dhat's process-wide counts are this check's.
 fn main() {
     record_check_and_collect_do_not_allocate();
-    println!("record_check_and_collect_do_not_allocate ... ok");
+    println!("test record_check_and_collect_do_not_allocate ... ok");
 }

@@ -159,13 +159,19 @@ fn pending_goals_survive_thread_exit() {
     assert_eq!(delayed_pages(), 0, "abandoned pages still wait after their goal was reached");
 }
 
-/// One test, so that no other test thread of this binary is alive: an idle
-/// thread that reclaimed an abandoned segment would keep its pending pages in
-/// its own FIFO (a thread releases its pages when it next needs memory), and
-/// the exact counts below would see them.
-#[test]
+/// One test on the main thread (see `main`), so that no other thread is
+/// alive: an idle thread that reclaimed an abandoned segment would keep its
+/// pending pages in its own FIFO (a thread releases its pages when it next
+/// needs memory), and the exact counts below would see them.
 fn type_stable_pages() {
     freed_pages_serve_no_other_size_class_until_the_goal();
     without_the_delay_other_size_classes_reuse_freed_pages();
     pending_goals_survive_thread_exit();
+}
+
+/// Runs without libtest (`harness = false` in Cargo.toml): no other thread of
+/// this process allocates, or holds pages, while the test compares totals.
+fn main() {
+    type_stable_pages();
+    println!("test type_stable_pages ... ok");
 }
