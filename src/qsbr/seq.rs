@@ -241,3 +241,46 @@ mod tests {
         drop(me);
     }
 }
+
+/// loom model of the type-stable page hook's check (run by `.ci/run`:
+/// `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::sync::Arc;
+
+    /// A thread coming online races `any_thread_online` (the check made when
+    /// a page empties): either the check sees it online, or it sees the
+    /// unlink made before the check. Both sides' SeqCst fences are needed.
+    #[test]
+    fn loom_a_thread_coming_online_is_seen_by_any_thread_online() {
+        loom::model(|| {
+            let page = Arc::new(UnsafeCell::new(7u64));
+            let linked = Arc::new(AtomicUsize::new(1));
+            let reader = {
+                let (page, linked) = (page.clone(), linked.clone());
+                loom::thread::spawn(move || {
+                    let me = crate::register_thread();
+                    me.detach();
+                    me.attach();
+                    if linked.load(Ordering::Acquire) == 1 {
+                        // SAFETY: linked for this online thread, so the
+                        // check below cannot let the page be reused; loom
+                        // reports the race if it does.
+                        page.with(|v| unsafe { assert_eq!(*v, 7, "read a reused page") });
+                    }
+                    me.detach();
+                })
+            };
+            linked.swap(0, Ordering::AcqRel); // the page's last block is freed
+            if !any_thread_online() {
+                // SAFETY: no thread online means none can still reach the
+                // page; loom reports the race if one can.
+                page.with_mut(|v| unsafe { *v = 0 }); // reused by another size class
+            }
+            reader.join().unwrap();
+        });
+    }
+}
