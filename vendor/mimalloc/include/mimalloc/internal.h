@@ -647,6 +647,15 @@ static inline mi_heap_t* mi_page_heap(const mi_page_t* page) {
   return (mi_heap_t*)(mi_atomic_load_relaxed(&((mi_page_t*)page)->xheap));
 }
 
+// gcmalloc: an abandoned (or abandoning) page has MI_NEVER_DELAYED_FREE, or a
+// thread freeing into it holds it with MI_DELAYED_FREEING (src/accounting.c).
+// The hold comes and goes, so the flag is read once: two reads could see the
+// hold, then its release, and match neither value.
+static inline bool mi_page_is_never_delayed_or_held(const mi_page_t* page) {
+  const mi_delayed_t delay = mi_page_thread_free_flag(page);
+  return (delay == MI_NEVER_DELAYED_FREE || delay == MI_DELAYED_FREEING);
+}
+
 static inline void mi_page_set_heap(mi_page_t* page, mi_heap_t* heap) {
   // gcmalloc: when a page is abandoned (heap becomes NULL) or reclaimed (heap
   // was NULL), a thread freeing into it may hold it with MI_DELAYED_FREEING
