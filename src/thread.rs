@@ -265,7 +265,8 @@ pub(crate) fn attach(slot: &Slot) {
 /// Brings an attached slot's QSBR sequence online. The SeqCst fence pairs
 /// with the one in every registry scan: either the scan sees this `seq`, or
 /// this thread's later reads see every store made before the scan (so it
-/// cannot reach what the scan's goal lets be freed). See `tests/loom_qsbr.rs`.
+/// cannot reach what the scan's goal lets be freed). Model-checked in
+/// `src/qsbr/seq.rs` (`loom_tests`).
 pub(crate) fn come_online(slot: &Slot) {
     slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Relaxed);
     fence(Ordering::SeqCst);

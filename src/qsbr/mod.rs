@@ -69,7 +69,8 @@
 //! * **Coming online** (attach) stores `seq = wr_seq` and then issues a SeqCst
 //!   fence; a scan loads `wr_seq`, then fences, then reads the slots. Either
 //!   the scan sees the new `seq`, or the thread sees every unlink that the
-//!   scan's goal covers. Both orders are checked by `tests/loom_qsbr.rs`.
+//!   scan's goal covers. Both orders are checked by the loom models in
+//!   `src/qsbr/seq.rs`.
 //! * **Bounded memory**: besides the seal limits, a thread polls its queue
 //!   every 8 quiescent states while it has pending items, so items do not
 //!   wait for some other thread to advance. An exiting thread seals its queue

@@ -242,7 +242,8 @@ mod tests {
     }
 }
 
-/// loom model of the type-stable page hook's check (run by `.ci/run`:
+/// loom models of a thread coming online while another thread, not online
+/// itself, decides whether unlinked memory may be reused (run by `.ci/run`:
 /// `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_`).
 #[cfg(all(test, loom))]
 mod loom_tests {
@@ -251,36 +252,51 @@ mod loom_tests {
     use loom::sync::atomic::AtomicUsize;
     use loom::sync::Arc;
 
-    /// A thread coming online races `any_thread_online` (the check made when
-    /// a page empties): either the check sees it online, or it sees the
-    /// unlink made before the check. Both sides' SeqCst fences are needed.
-    #[test]
-    fn loom_a_thread_coming_online_is_seen_by_any_thread_online() {
-        loom::model(|| {
-            let page = Arc::new(UnsafeCell::new(7u64));
+    /// A reader registers, goes offline and comes back online, then reads the
+    /// "node" if it is still linked. Meanwhile this thread unlinks it and asks
+    /// `may_reuse`; if that says yes, it overwrites the node. Either the check
+    /// sees the newcomer online, or the newcomer sees the unlink: a
+    /// store-buffering pattern that holds only because both sides issue a
+    /// SeqCst fence (`come_online`, and the check's scan). loom reports the
+    /// overwrite racing the read otherwise.
+    fn coming_online_races(may_reuse: fn() -> bool) {
+        loom::model(move || {
+            let node = Arc::new(UnsafeCell::new(7u64));
             let linked = Arc::new(AtomicUsize::new(1));
             let reader = {
-                let (page, linked) = (page.clone(), linked.clone());
+                let (node, linked) = (node.clone(), linked.clone());
                 loom::thread::spawn(move || {
                     let me = crate::register_thread();
                     me.detach();
                     me.attach();
                     if linked.load(Ordering::Acquire) == 1 {
-                        // SAFETY: linked for this online thread, so the
-                        // check below cannot let the page be reused; loom
+                        // SAFETY: still linked for this online thread, so
+                        // `may_reuse` must not let it be overwritten; loom
                         // reports the race if it does.
-                        page.with(|v| unsafe { assert_eq!(*v, 7, "read a reused page") });
+                        node.with(|v| unsafe { assert_eq!(*v, 7, "read reused memory") });
                     }
                     me.detach();
                 })
             };
-            linked.swap(0, Ordering::AcqRel); // the page's last block is freed
-            if !any_thread_online() {
-                // SAFETY: no thread online means none can still reach the
-                // page; loom reports the race if one can.
-                page.with_mut(|v| unsafe { *v = 0 }); // reused by another size class
+            linked.swap(0, Ordering::AcqRel); // unlink
+            if may_reuse() {
+                // SAFETY: the check says no online thread can still reach the
+                // node; loom reports the race if one can.
+                node.with_mut(|v| unsafe { *v = 0 });
             }
             reader.join().unwrap();
         });
+    }
+
+    /// QSBR's own check: a goal made after the unlink, polled.
+    #[test]
+    fn loom_a_thread_coming_online_is_seen_by_a_concurrent_poll() {
+        coming_online_races(|| crate::qsbr::poll(crate::qsbr::advance()));
+    }
+
+    /// The type-stable page hook's check, made when a page empties.
+    #[test]
+    fn loom_a_thread_coming_online_is_seen_by_any_thread_online() {
+        coming_online_races(|| !any_thread_online());
     }
 }
