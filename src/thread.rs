@@ -114,9 +114,9 @@ pub(crate) fn current_slot() -> Option<&'static Slot> {
 ///
 /// Registration nests: a thread that is already registered gets another
 /// handle to the same registration (in its current state, attached or not),
-/// and is unregistered when its last handle is dropped — or at thread exit, if a handle was leaked. While a
-/// stop-the-world is in effect, this waits for it to end (the thread starts
-/// attached). Never call it from the thread holding a [`crate::StopTheWorld`].
+/// and is unregistered when its last handle is dropped — or at thread exit,
+/// if a handle was leaked. While a stop-the-world is in effect, this waits
+/// for it to end (the thread starts attached). Never call it from the thread holding a [`crate::StopTheWorld`].
 ///
 /// ```
 /// let me = gcmalloc::register_thread();
