@@ -44,7 +44,12 @@ mimalloc_fns! {
     fn mi_acct_estimate() -> usize;
     /// Fills a `mi_acct_usage_t`, whose layout `Usage` has.
     fn mi_acct_usage(usage: *mut crate::Usage);
-    fn mi_acct_audit(counted: *mut usize, recounted: *mut usize);
+    /// Fills a `mi_acct_audit_t`, whose layout `Audit` has.
+    fn mi_acct_audit(audit: *mut crate::Audit);
+    /// Syncs every page of `heap` (NULL: the calling thread's); another
+    /// thread's heap only while that thread is parked at a safepoint.
+    fn mi_acct_refresh(heap: *mut c_void);
+    fn mi_heap_get_default() -> *mut c_void;
     fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
     fn mi_collect(force: bool);
 }

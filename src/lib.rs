@@ -65,7 +65,7 @@ mod trigger;
 mod type_stable;
 mod world;
 
-pub use accounting::{audit, estimate, usage, Audit, Usage};
+pub use accounting::{audit, estimate, refresh_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
 pub use thread::{register_thread, ThreadHandle, ThreadState};
 pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};

@@ -306,7 +306,17 @@ impl GcTrigger {
     /// now held as the new baseline. Allocations that other threads record
     /// while this runs may be dropped; call it while the collector excludes
     /// them (e.g. under a stop-the-world) for exact counts.
+    ///
+    /// With [`MemorySource::Estimate`] it first refreshes the calling
+    /// thread's share of the estimate ([`refresh_estimate`](crate::refresh_estimate)),
+    /// so the baseline counts what the collection freed; a collector that
+    /// freed other threads' objects under a stop calls
+    /// [`StopTheWorld::refresh_estimate`](crate::StopTheWorld::refresh_estimate)
+    /// before the restart.
     pub fn collected(&self) {
+        if matches!(self.config.source, MemorySource::Estimate) {
+            crate::refresh_estimate();
+        }
         self.flush_local();
         let counts = &*self.counts;
         counts.young.store(0, Relaxed);

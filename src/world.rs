@@ -84,6 +84,37 @@ impl fmt::Debug for StopTheWorld {
     }
 }
 
+impl StopTheWorld {
+    /// Refreshes the estimate for the calling thread's heap and for the heap
+    /// of every thread parked at a safepoint, as
+    /// [`refresh_estimate`](crate::refresh_estimate) does for one heap: call
+    /// it after a collection freed objects of other threads, before the
+    /// world restarts. Threads stopped while detached are not refreshed (they
+    /// may be allocating); their heaps converge at their own slow paths.
+    /// O(pages of the refreshed heaps); allocates nothing.
+    ///
+    /// ```
+    /// let world = gcmalloc::stop_the_world();
+    /// /* mark and sweep */
+    /// world.refresh_estimate();
+    /// drop(world);
+    /// ```
+    pub fn refresh_estimate(&self) {
+        crate::refresh_estimate();
+        for slot in domain().registry.slots() {
+            // Acquire: pairs with the thread's release CAS as it parked, so
+            // its heap pointer and every change it made to its heap are seen.
+            if slot.state.load(Ordering::Acquire) == state::SUSPENDED_ATTACHED {
+                // SAFETY: the thread is parked at a safepoint (it touches no
+                // heap) until this guard's restart, whose release CAS orders
+                // this refresh before its wake-up; it recorded its own heap
+                // before parking.
+                unsafe { crate::accounting::refresh_heap(slot.heap.load(Ordering::Relaxed)) };
+            }
+        }
+    }
+}
+
 impl Drop for StopTheWorld {
     fn drop(&mut self) {
         restart();
@@ -332,6 +363,8 @@ pub(crate) fn stop_reached() {
 /// parks offline until the restart, then comes back online.
 pub(crate) fn park_at_safepoint(slot: &Slot) {
     slot.seq.store(0, Ordering::Release);
+    // Published by the CAS below, for `StopTheWorld::refresh_estimate`.
+    slot.heap.store(crate::accounting::current_heap(), Ordering::Relaxed);
     if slot
         .state
         .compare_exchange(state::STOP_REQUESTED, state::SUSPENDED_ATTACHED, Ordering::AcqRel, Ordering::Acquire)

@@ -10,7 +10,8 @@ static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 mod common;
 
 use common::{alloc_block, assert_accounting_consistent, free_block, XorShift};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 const ROUNDS: usize = 12;
@@ -73,14 +74,35 @@ fn counters_match_a_recount_at_every_quiescent_point() {
 /// registered thread that quiesces only between rounds, so that emptied pages
 /// wait for goals, are abandoned with them and reclaimed by later threads.
 fn counters_match_with_pages_waiting_for_qsbr_goals() {
-    let (tick, ticks) = std::sync::mpsc::channel::<()>();
-    let holder = thread::spawn(move || {
-        let me = gcmalloc::register_thread();
-        ticks.iter().for_each(|()| me.quiescent());
+    // Barriers, not channels: waiting on them allocates nothing, so the
+    // holder's pages stay synced while the main thread audits.
+    let turn = Arc::new(Barrier::new(2));
+    let done = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let (turn, done) = (Arc::clone(&turn), Arc::clone(&done));
+        thread::spawn(move || {
+            let me = gcmalloc::register_thread();
+            gcmalloc::refresh_estimate();
+            turn.wait(); // ready
+            loop {
+                turn.wait(); // a tick
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                me.quiescent();
+                gcmalloc::refresh_estimate();
+                turn.wait(); // ready
+            }
+        })
+    };
+    turn.wait();
+    let delayed = run_rounds_with(true, || {
+        turn.wait();
+        turn.wait();
     });
-    let delayed = run_rounds_with(true, || tick.send(()).unwrap());
     assert!(delayed > 0, "no page ever waited for its goal: the delay was not exercised");
-    drop(tick);
+    done.store(true, Ordering::Relaxed);
+    turn.wait();
     holder.join().unwrap();
 }
 
@@ -91,8 +113,9 @@ fn run_rounds(registered: bool) {
 /// Runs the rounds, calling `between` after each; returns the most pages
 /// seen waiting for their goal at a round's end.
 fn run_rounds_with(registered: bool, between: impl Fn()) -> usize {
-    SHARED.lock().unwrap().reserve(ROUNDS * THREADS * OPS);
     let baseline = assert_accounting_consistent("at start");
+    // After the baseline: the vector's block is live until the end, where it is freed.
+    SHARED.lock().unwrap().reserve(ROUNDS * THREADS * OPS);
     let mut delayed = 0;
     for round in 0..ROUNDS {
         let workers: Vec<_> = (0..THREADS)

@@ -51,14 +51,21 @@ fn small_blocks_are_tracked_and_freeing_lowers_the_estimate_but_not_rss() {
         held / MIB
     );
     let rss_held = rss_bytes();
-    // Freeing every other block leaves no page full: at most half stays counted.
+    // Freeing every other block leaves every page half used; after a refresh
+    // (a collector's sweep is followed by one) the estimate counts that half.
     let mut index = 0;
     blocks.retain(|_| {
         index += 1;
         index % 2 == 0
     });
-    let half = gcmalloc::estimate();
-    assert!(half <= before + occupied / 2, "after freeing half, the estimate is {} MiB over its start", (half - before) / MIB);
+    gcmalloc::refresh_estimate();
+    let half = gcmalloc::estimate() - before;
+    assert!(
+        half.abs_diff(occupied / 2) <= occupied / 20,
+        "after freeing half of {} MiB, the estimate grew by {} MiB",
+        occupied / MIB,
+        half / MIB
+    );
     drop(blocks);
     let freed = gcmalloc::estimate();
     let rss_freed = rss_bytes();

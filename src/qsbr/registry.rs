@@ -23,6 +23,7 @@
 
 use core::alloc::Layout;
 use core::cell::{Cell, UnsafeCell};
+use core::ffi::c_void;
 use core::ptr;
 use std::alloc::{GlobalAlloc, System};
 
@@ -52,6 +53,9 @@ pub(crate) struct Slot {
     pub(crate) ticks: Cell<u32>,
     /// Registry mutex: the registered thread, to name and unpark it.
     thread: UnsafeCell<Option<Thread>>,
+    /// The thread's mimalloc heap, recorded by the thread as it parks at a
+    /// safepoint (for `StopTheWorld::refresh_estimate`).
+    pub(crate) heap: AtomicPtr<c_void>,
 }
 
 // SAFETY: the atomics are shared; `fifo` and `ticks` are touched only by the
@@ -69,6 +73,7 @@ impl Slot {
             fifo: UnsafeCell::new(Fifo::new()),
             ticks: Cell::new(0),
             thread: UnsafeCell::new(None),
+            heap: AtomicPtr::new(ptr::null_mut()),
         }
     }
 

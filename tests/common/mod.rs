@@ -1,14 +1,27 @@
 //! Helpers shared by the accounting tests.
 #![allow(dead_code)] // each test binary uses a subset
 
-/// Asserts that the counters match an exact recount and that the batched
-/// estimate is within its documented bound of the exact sum.
+/// Refreshes the calling thread's heap, then asserts [`assert_no_drift`] and
+/// that the counters equal an exact recount of the live bytes.
 ///
-/// Call only while no other thread allocates (e.g. after joining them).
+/// Call only while no other thread allocates (e.g. after joining them), and
+/// on the only thread that allocated since its pages were last synced.
 pub fn assert_accounting_consistent(when: &str) -> gcmalloc::Usage {
+    gcmalloc::refresh_estimate();
     // SAFETY: the caller guarantees that no other thread allocates or frees.
     let audit = unsafe { gcmalloc::audit() };
-    assert_eq!(audit.counted, audit.recounted, "counters drifted from the page structures {when}");
+    assert_eq!(audit.counted, audit.recounted, "the refreshed counters differ from the live bytes {when}");
+    assert_no_drift(when)
+}
+
+/// Asserts that the counters match the bytes the pages carry (no drift) and
+/// that the batched estimate is within its documented bound of the exact sum.
+///
+/// Call only while no other thread allocates (e.g. after joining them).
+pub fn assert_no_drift(when: &str) -> gcmalloc::Usage {
+    // SAFETY: the caller guarantees that no other thread allocates or frees.
+    let audit = unsafe { gcmalloc::audit() };
+    assert_eq!(audit.counted, audit.carried, "counters drifted from the bytes the pages carry {when}");
     let usage = gcmalloc::usage();
     assert!(
         usage.estimate.abs_diff(usage.exact()) <= usage.error_bound,

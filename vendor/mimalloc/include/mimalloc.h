@@ -171,22 +171,30 @@ mi_decl_export void mi_process_info(size_t* elapsed_msecs, size_t* user_msecs, s
                                     size_t* current_rss, size_t* peak_rss,
                                     size_t* current_commit, size_t* peak_commit, size_t* page_faults) mi_attr_noexcept;
 
-// gcmalloc: full-page byte accounting (src/accounting.c)
+// gcmalloc: live-bytes accounting (src/accounting.c)
 typedef struct mi_acct_usage_s {
   size_t estimate;         // what `mi_acct_estimate` returns
-  size_t full_bytes;       // small/medium pages in the heaps' full queues (exact sum over heaps)
+  size_t small_bytes;      // small/medium pages owned by heaps: used blocks as of each page's last sync (exact sum over heaps)
   size_t large_bytes;      // large/huge pages owned by heaps (exact sum over heaps)
-  size_t abandoned_bytes;  // counted pages of exited threads
+  size_t abandoned_bytes;  // live blocks in pages of exited threads
   size_t heaps;            // live heaps
-  size_t error_bound;      // |estimate - (full + large + abandoned)| <= error_bound
-  size_t undercount_bound; // heaps * one small/medium page per size class: the most that pages being filled hold uncounted
+  size_t error_bound;      // |estimate - (small + large + abandoned)| <= error_bound
+  size_t undercount_bound; // heaps * one small/medium page per size class: the most that fast-path allocations since the last sync hold uncounted
   size_t delayed_pages;    // empty pages waiting for their QSBR goal (src/page-delay.c), in heaps and abandoned
   size_t delayed_bytes;    // and their size (not part of the estimate)
 } mi_acct_usage_t;
 
 mi_decl_export size_t mi_acct_estimate(void) mi_attr_noexcept;
 mi_decl_export void   mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept;
-mi_decl_export void   mi_acct_audit(size_t* counted, size_t* recounted) mi_attr_noexcept;  // only while no other thread allocates or frees
+typedef struct mi_acct_audit_s {
+  size_t counted;          // the heaps' counters plus the abandoned total
+  size_t carried;          // the bytes every page carries: equal to `counted` unless the counters drifted
+  size_t recounted;        // live bytes by the page structures: equal to `counted` right after a refresh of every heap
+} mi_acct_audit_t;
+
+mi_decl_export void   mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept;  // only while no other thread allocates or frees
+struct mi_heap_s;  // mi_heap_t, declared below
+mi_decl_export void   mi_acct_refresh(struct mi_heap_s* heap) mi_attr_noexcept;     // NULL: the calling thread's heap; another's only while its owner is stopped
 
 
 // Generally do not use the following as these are usually called automatically

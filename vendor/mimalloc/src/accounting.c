@@ -1,18 +1,24 @@
 /* ----------------------------------------------------------------------------
-gcmalloc: full-page byte accounting.
+gcmalloc: live-bytes accounting.
 
-Every page counts `block_size * capacity` bytes while it is "counted":
-- owned by a heap: while it is in the full queue, or always if it is a large or
-  huge page (one block, never searched for free blocks). The bytes are added
-  to the heap's `acct_full` / `acct_large`, written by the owning thread only,
-  and published to the process total in batches of `MI_ACCT_BATCH` bytes;
-- abandoned: if it was full (or large/huge) when abandoned. The bytes move to
-  the process-wide abandoned total and leave it exactly once: when a thread
-  frees a block into the page (`_mi_page_acct_free_abandoned`), or when the
-  page is reclaimed (the reclaiming heap re-counts the page when it is full).
-The page keeps the bytes it contributes in `page->acct_bytes`, so whatever
-moves the page moves exactly what was added for it, and nothing drifts.
-Counters change only on page transitions, never on the allocation fast path.
+Every page carries in `page->acct_bytes` the bytes it adds to the accounting:
+- owned by a heap, small or medium: `used * block_size` as of the page's last
+  *sync*, which happens only on slow paths (queue moves: fresh, to-full,
+  unfull, retire and free; the find-free walk; heap collection; abandon and
+  reclaim; `mi_acct_refresh`), never on the allocation or free fast path;
+- owned by a heap, large or huge (one block): `block_size * capacity` from its
+  allocation until its block is freed (0 while it waits for a QSBR goal);
+- abandoned (`MI_ACCT_ABANDONED` set): `used * block_size` at abandonment,
+  less one block for every block another thread frees into it since; the rest
+  leaves when the page is reclaimed or cleared.
+Heaps sum their pages into `acct_small` / `acct_large`, written by the owning
+thread only and published to the process total in batches of `MI_ACCT_BATCH`;
+abandoned pages sum into one process-wide total. Whatever moves a page moves
+exactly the bytes it carries, so nothing drifts: at any quiescent moment the
+counters equal the sum of `acct_bytes` (`carried` in `mi_acct_audit`).
+What the figure misses: allocations (undercount) and frees (overcount) on the
+fast path since a page's last sync, so `mi_acct_refresh` syncs every page of
+a heap after a collection and the figure is then exact.
 This file is included by `static.c` after `segment.c`.
 -----------------------------------------------------------------------------*/
 #include "mimalloc.h"
@@ -25,7 +31,7 @@ This file is included by `static.c` after `segment.c`.
 
 typedef struct mi_acct_s {
   _Atomic(intptr_t)  published;   // sum over heaps of their counters minus `acct_unpublished`
-  _Atomic(size_t)    abandoned;   // bytes of counted abandoned pages
+  _Atomic(size_t)    abandoned;   // bytes carried by abandoned pages
   _Atomic(size_t)    heap_count;  // heaps in the `heaps` list
   mi_lock_t          lock;        // protects the `heaps` list
   mi_heap_t*         heaps;
@@ -45,7 +51,7 @@ static void mi_heap_acct_publish(mi_heap_t* heap) {
 }
 
 static void mi_heap_acct_add(mi_heap_t* heap, bool large, intptr_t delta) {
-  _Atomic(size_t)* const counter = (large ? &heap->acct_large : &heap->acct_full);
+  _Atomic(size_t)* const counter = (large ? &heap->acct_large : &heap->acct_small);
   mi_atomic_store_relaxed(counter, mi_atomic_load_relaxed(counter) + (size_t)delta);  // single writer
   heap->acct_unpublished += delta;
   if (heap->acct_unpublished > MI_ACCT_BATCH || heap->acct_unpublished < -MI_ACCT_BATCH) {
@@ -53,20 +59,23 @@ static void mi_heap_acct_add(mi_heap_t* heap, bool large, intptr_t delta) {
   }
 }
 
-// Does `page`, owned by a heap and in one of its queues, count? A page waiting
-// for its QSBR goal (src/page-delay.c) is empty: it holds no live data.
-static bool mi_page_acct_is_counted(const mi_page_t* page) {
-  return (page->qsbr_goal == 0 && (mi_page_is_in_full(page) || mi_page_is_large_or_huge(page)));
+// The bytes a page owned by a heap should carry (`queued`: in one of its queues).
+// A large/huge page never serves another block while it waits for its QSBR
+// goal (src/page-delay.c), so a pending one holds no live data; a pending
+// small/medium page may be reused by the fast path, and its `used` says so.
+static size_t mi_page_acct_due(const mi_page_t* page, bool queued) {
+  if (!queued) return 0;
+  if (mi_page_is_large_or_huge(page)) {
+    return (page->qsbr_goal == 0 ? mi_page_block_size(page) * page->capacity : 0);
+  }
+  return mi_page_block_size(page) * page->used;
 }
 
-static size_t mi_page_acct_size(const mi_page_t* page) {
-  return mi_page_block_size(page) * page->capacity;
-}
-
-// Called by the page queues whenever `page` enters, leaves or changes a queue
-// of `heap` (`queued` is false when it leaves): count it in `heap` as it is now.
+// Sync `page` with its heap: called by the page queues whenever the page enters,
+// leaves or changes a queue of `heap` (`queued` is false when it leaves), and
+// by the slow paths that collect its free lists.
 void _mi_page_acct_requeued(mi_heap_t* heap, mi_page_t* page, bool queued) {
-  const size_t due  = (queued && mi_page_acct_is_counted(page) ? mi_page_acct_size(page) : 0);
+  const size_t due  = mi_page_acct_due(page, queued);
   const size_t have = mi_atomic_load_relaxed(&page->acct_bytes);
   if (due == have) return;
   mi_assert_internal((have & MI_ACCT_ABANDONED) == 0);  // reclaim took abandoned bytes back
@@ -76,17 +85,17 @@ void _mi_page_acct_requeued(mi_heap_t* heap, mi_page_t* page, bool queued) {
 
 // `heap` absorbs all pages of `from` (`mi_heap_absorb`): take its counters.
 void _mi_heap_acct_absorb(mi_heap_t* heap, mi_heap_t* from) {
-  const size_t full  = mi_atomic_exchange_relaxed(&from->acct_full, (size_t)0);
+  const size_t small = mi_atomic_exchange_relaxed(&from->acct_small, (size_t)0);
   const size_t large = mi_atomic_exchange_relaxed(&from->acct_large, (size_t)0);
-  from->acct_unpublished -= (intptr_t)(full + large);
+  from->acct_unpublished -= (intptr_t)(small + large);
   mi_heap_acct_publish(from);
-  mi_heap_acct_add(heap, false, (intptr_t)full);
+  mi_heap_acct_add(heap, false, (intptr_t)small);
   mi_heap_acct_add(heap, true, (intptr_t)large);
 }
 
 // All pages of `heap` were freed without leaving its queues (`mi_heap_destroy`).
 void _mi_heap_acct_reset(mi_heap_t* heap) {
-  mi_heap_acct_add(heap, false, -(intptr_t)mi_atomic_load_relaxed(&heap->acct_full));
+  mi_heap_acct_add(heap, false, -(intptr_t)mi_atomic_load_relaxed(&heap->acct_small));
   mi_heap_acct_add(heap, true, -(intptr_t)mi_atomic_load_relaxed(&heap->acct_large));
 }
 
@@ -108,7 +117,7 @@ void _mi_heap_acct_register(mi_heap_t* heap) {
 // The heap is about to be freed: it holds no pages any more, and what it has
 // not yet published is folded into the process total.
 void _mi_heap_acct_unregister(mi_heap_t* heap) {
-  mi_assert_internal(mi_atomic_load_relaxed(&heap->acct_full) == 0 && mi_atomic_load_relaxed(&heap->acct_large) == 0);
+  mi_assert_internal(mi_atomic_load_relaxed(&heap->acct_small) == 0 && mi_atomic_load_relaxed(&heap->acct_large) == 0);
   mi_heap_acct_publish(heap);
   mi_lock(&mi_acct.lock) {
     if (heap->acct_prev != NULL) { heap->acct_prev->acct_next = heap->acct_next; }
@@ -123,9 +132,9 @@ void _mi_heap_acct_unregister(mi_heap_t* heap) {
   Abandoned pages
 ----------------------------------------------------------- */
 
-// Take the page's abandoned bytes out of the abandoned total, if it still has any.
-// Called by the reclaiming thread, a thread freeing into the page, or the abandoning
-// thread retracting; the CAS lets exactly one of them subtract.
+// Take what is left of the page's abandoned bytes out of the abandoned total.
+// Called by the thread reclaiming or clearing the page; the CAS (against
+// `_mi_page_acct_free_abandoned`) lets every byte leave exactly once.
 void _mi_page_acct_claim(mi_page_t* page) {
   size_t bytes = mi_atomic_load_relaxed(&page->acct_bytes);
   while ((bytes & MI_ACCT_ABANDONED) != 0) {
@@ -137,45 +146,72 @@ void _mi_page_acct_claim(mi_page_t* page) {
 }
 
 // `page` was just removed from its heap's queues (so uncounted there) and is
-// abandoned: move its bytes to the abandoned total if it is full.
+// abandoned: its live bytes move to the abandoned total.
 void _mi_page_acct_abandon(mi_page_t* page) {
   mi_assert_internal(mi_atomic_load_relaxed(&page->acct_bytes) == 0);
-  if (page->qsbr_goal != 0) return;  // empty, waiting for its QSBR goal
-  if (page->used != page->reserved && !mi_page_is_large_or_huge(page)) return;
-  const size_t bytes = mi_page_acct_size(page);
+  const size_t bytes = mi_page_block_size(page) * page->used;
+  if (bytes == 0) return;
   mi_atomic_add_relaxed(&mi_acct.abandoned, bytes);
-  // Against a concurrent `_mi_page_acct_free_abandoned`: both sides do an
-  // acq_rel read-modify-write of `xthread_free`. If ours comes first, the
-  // freeing thread's RMW synchronizes with it and its claim sees our bytes;
-  // otherwise ours reads its MI_DELAYED_FREEING hold (or the pushed block) and
-  // we take the bytes back. The CAS in `_mi_page_acct_claim` picks one of us.
+  // A block freed into the page by another thread after the owner's last
+  // collect and before this store is neither subtracted nor out of `used`:
+  // counted until the page is reclaimed or cleared (a race at thread exit only).
   mi_atomic_store_release(&page->acct_bytes, bytes | MI_ACCT_ABANDONED);
-  const mi_thread_free_t tfree = mi_atomic_add_acq_rel(&page->xthread_free, (mi_thread_free_t)0);
-  if (mi_tf_block(tfree) != NULL || mi_tf_delayed(tfree) == MI_DELAYED_FREEING) {
-    _mi_page_acct_claim(page);  // not full after all
+}
+
+// A thread frees a block into `page`, whose owner abandoned it (the page has
+// MI_NEVER_DELAYED_FREE): one block leaves the abandoned total. The caller
+// then pushes the block as usual; nothing is held meanwhile. Never more than
+// the page carries: a block freed in the abandon race above was not counted.
+void _mi_page_acct_free_abandoned(mi_page_t* page) {
+  const size_t bsize = mi_page_block_size(page);
+  size_t bytes = mi_atomic_load_acquire(&page->acct_bytes);
+  while ((bytes & MI_ACCT_ABANDONED) != 0 && (bytes & ~MI_ACCT_ABANDONED) >= bsize) {
+    if (mi_atomic_cas_weak_acq_rel(&page->acct_bytes, &bytes, bytes - bsize)) {
+      mi_atomic_sub_relaxed(&mi_acct.abandoned, bsize);
+      return;
+    }
   }
 }
 
-// A thread frees `block` into `page`, whose owner abandoned it (the page has
-// MI_NEVER_DELAYED_FREE). The page is no longer full: hold the page with
-// MI_DELAYED_FREEING (so it cannot be reclaimed, or freed, meanwhile), claim its
-// bytes, then push the block and release the hold in one CAS. Returns false
-// (and does nothing) if the page is not, or no longer, abandoned.
-bool _mi_page_acct_free_abandoned(mi_page_t* page, mi_block_t* block) {
-  mi_thread_free_t tfree = mi_atomic_load_relaxed(&page->xthread_free);
-  mi_thread_free_t tfreex;
-  do {
-    if (mi_tf_delayed(tfree) != MI_NEVER_DELAYED_FREE) return false;
-    tfreex = mi_tf_set_delayed(tfree, MI_DELAYED_FREEING);
-  } while (!mi_atomic_cas_weak_acq_rel(&page->xthread_free, &tfree, tfreex));  // see `_mi_page_acct_abandon`
-  _mi_page_acct_claim(page);
-  tfree = mi_atomic_load_relaxed(&page->xthread_free);
-  do {
-    mi_assert_internal(mi_tf_delayed(tfree) == MI_DELAYED_FREEING);
-    mi_block_set_next(page, block, mi_tf_block(tfree));
-    tfreex = mi_tf_make(block, MI_NEVER_DELAYED_FREE);
-  } while (!mi_atomic_cas_weak_release(&page->xthread_free, &tfree, tfreex));
-  return true;
+
+/* -----------------------------------------------------------
+  Refresh: sync every page of a heap
+----------------------------------------------------------- */
+
+// Blocks freed by other threads into full pages wait in the heap's delayed-free
+// list until its owner processes them, still in `used`: a non-owner refresh
+// subtracts them from their pages. Only the owner pops the list, so the chain
+// below a snapshot of its head is stable while the owner is stopped.
+static void mi_heap_acct_uncount_delayed(mi_heap_t* heap) {
+  mi_block_t* block = mi_atomic_load_ptr_acquire(mi_block_t, &heap->thread_delayed_free);
+  for (; block != NULL; block = mi_block_nextx(heap, block, heap->keys)) {
+    mi_page_t* const page = _mi_ptr_page(block);
+    const size_t bsize = mi_page_block_size(page);
+    const size_t have = mi_atomic_load_relaxed(&page->acct_bytes);
+    if (mi_page_is_large_or_huge(page) || have < bsize) continue;
+    mi_atomic_store_relaxed(&page->acct_bytes, have - bsize);
+    mi_heap_acct_add(heap, false, -(intptr_t)bsize);
+  }
+}
+
+// Collect the free lists of every page of `heap` and sync it, then publish:
+// the heap's counters are then `Σ used * block_size` of its pages. The owner
+// processes its delayed frees first. Another thread may refresh the heap only
+// while its owner is stopped at a point where it touches no heap (gcmalloc's
+// stop-the-world safepoint), with that stop ordering the two.
+void mi_acct_refresh(mi_heap_t* heap) mi_attr_noexcept {
+  if (heap == NULL) { heap = mi_prim_get_default_heap(); }
+  if (heap == NULL || !mi_heap_is_initialized(heap)) return;
+  const bool owner = (heap->thread_id == _mi_thread_id());
+  if (owner) { _mi_heap_delayed_free_all(heap); }
+  for (size_t bin = 0; bin <= MI_BIN_FULL; bin++) {
+    for (mi_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
+      _mi_page_free_collect(page, false);
+      _mi_page_acct_requeued(heap, page, true);
+    }
+  }
+  if (!owner) { mi_heap_acct_uncount_delayed(heap); }
+  mi_heap_acct_publish(heap);
 }
 
 
@@ -183,8 +219,8 @@ bool _mi_page_acct_free_abandoned(mi_page_t* page, mi_block_t* block) {
   Queries
 ----------------------------------------------------------- */
 
-// One page of every small/medium size class: while a heap only allocates, each
-// size class has at most one page that is not (yet) in the full queue.
+// One page of every small/medium size class: each size class has at most one
+// page that the fast path allocates from between two syncs.
 static size_t mi_acct_undercount_per_heap(void) {
   size_t bytes = 0;
   for (size_t bin = 1; bin < MI_BIN_HUGE; bin++) {
@@ -203,19 +239,19 @@ size_t mi_acct_estimate(void) mi_attr_noexcept {
 }
 
 void mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept {
-  size_t full = 0;
+  size_t small = 0;
   size_t large = 0;
   _mi_page_delay_abandoned(&usage->delayed_pages, &usage->delayed_bytes);
   mi_lock(&mi_acct.lock) {
     for (mi_heap_t* heap = mi_acct.heaps; heap != NULL; heap = heap->acct_next) {
-      full  += mi_atomic_load_relaxed(&heap->acct_full);
+      small += mi_atomic_load_relaxed(&heap->acct_small);
       large += mi_atomic_load_relaxed(&heap->acct_large);
       usage->delayed_pages += mi_atomic_load_relaxed(&heap->delay_pages);  // gcmalloc: type-stable pages
       usage->delayed_bytes += mi_atomic_load_relaxed(&heap->delay_bytes);
     }
   }
   usage->estimate = mi_acct_estimate();
-  usage->full_bytes = full;
+  usage->small_bytes = small;
   usage->large_bytes = large;
   usage->abandoned_bytes = mi_atomic_load_relaxed(&mi_acct.abandoned);
   usage->heaps = mi_atomic_load_relaxed(&mi_acct.heap_count);
@@ -228,50 +264,59 @@ void mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept {
   Audit: recount from the page structures
 ----------------------------------------------------------- */
 
-static size_t mi_heap_acct_recount(mi_heap_t* heap) {
-  size_t bytes = 0;
+typedef struct mi_acct_tally_s {
+  size_t carried;    // Σ acct_bytes
+  size_t recounted;  // Σ live bytes by the page structures
+} mi_acct_tally_t;
+
+static void mi_heap_acct_recount(mi_heap_t* heap, mi_acct_tally_t* tally) {
   for (size_t bin = 0; bin <= MI_BIN_FULL; bin++) {
     for (mi_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
-      if (mi_page_acct_is_counted(page)) { bytes += mi_page_acct_size(page); }
+      tally->carried   += mi_atomic_load_relaxed(&page->acct_bytes);
+      tally->recounted += mi_page_acct_due(page, true);
     }
   }
-  return bytes;
 }
 
-// An abandoned page counts if it was full at abandonment and no block was freed into it since.
-static size_t mi_segment_acct_recount_abandoned(mi_segment_t* segment) {
-  size_t bytes = 0;
+static size_t mi_page_thread_free_count(const mi_page_t* page) {
+  size_t count = 0;
+  for (mi_block_t* block = mi_page_thread_free(page); block != NULL; block = mi_block_next(page, block)) { count++; }
+  return count;
+}
+
+// An abandoned page holds `used` blocks less those freed into it since (its
+// thread-free list).
+static void mi_segment_acct_recount_abandoned(mi_segment_t* segment, mi_acct_tally_t* tally) {
   const mi_slice_t* end;
   mi_slice_t* slice = mi_slices_start_iterate(segment, &end);
   while (slice < end) {
     if (mi_slice_is_used(slice)) {
       const mi_page_t* const page = mi_slice_to_page(slice);
-      if (page->qsbr_goal == 0 && mi_page_thread_free(page) == NULL && (page->used == page->reserved || mi_page_is_large_or_huge(page))) {
-        bytes += mi_page_acct_size(page);
-      }
+      tally->carried += mi_atomic_load_relaxed(&page->acct_bytes) & ~MI_ACCT_ABANDONED;
+      tally->recounted += mi_page_block_size(page) * (page->used - mi_page_thread_free_count(page));
     }
     slice = slice + slice->slice_count;
   }
-  return bytes;
 }
 
-void mi_acct_audit(size_t* counted, size_t* recounted) mi_attr_noexcept {
+void mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept {
   size_t count = mi_atomic_load_relaxed(&mi_acct.abandoned);
-  size_t recount = 0;
+  mi_acct_tally_t tally = { 0, 0 };
   mi_lock(&mi_acct.lock) {
     for (mi_heap_t* heap = mi_acct.heaps; heap != NULL; heap = heap->acct_next) {
-      count += mi_atomic_load_relaxed(&heap->acct_full) + mi_atomic_load_relaxed(&heap->acct_large);
-      recount += mi_heap_acct_recount(heap);
+      count += mi_atomic_load_relaxed(&heap->acct_small) + mi_atomic_load_relaxed(&heap->acct_large);
+      mi_heap_acct_recount(heap, &tally);
     }
   }
   mi_arena_field_cursor_t cursor;
   _mi_arena_field_cursor_init(NULL, _mi_subproc_from_id(mi_subproc_main()), true /* visit all */, &cursor);
   mi_segment_t* segment;
   while ((segment = _mi_arena_segment_clear_abandoned_next(&cursor)) != NULL) {
-    recount += mi_segment_acct_recount_abandoned(segment);
+    mi_segment_acct_recount_abandoned(segment, &tally);
     _mi_arena_segment_mark_abandoned(segment);
   }
   _mi_arena_field_cursor_done(&cursor);
-  *counted = count;
-  *recounted = recount;
+  audit->counted = count;
+  audit->carried = tally.carried;
+  audit->recounted = tally.recounted;
 }

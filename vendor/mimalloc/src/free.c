@@ -241,8 +241,8 @@ static void mi_decl_noinline mi_free_block_delayed_mt( mi_page_t* page, mi_block
   mi_thread_free_t tfreex;
   bool use_delayed;
   mi_thread_free_t tfree = mi_atomic_load_relaxed(&page->xthread_free);
-  // gcmalloc: a block freed into an abandoned page takes the page's bytes out of the abandoned total
-  if mi_unlikely(mi_tf_delayed(tfree) == MI_NEVER_DELAYED_FREE && _mi_page_acct_free_abandoned(page, block)) return;
+  // gcmalloc: a block freed into an abandoned page leaves the abandoned total
+  if mi_unlikely(mi_tf_delayed(tfree) == MI_NEVER_DELAYED_FREE) { _mi_page_acct_free_abandoned(page); }
   do {
     use_delayed = (mi_tf_delayed(tfree) == MI_USE_DELAYED_FREE);
     if mi_unlikely(use_delayed) {

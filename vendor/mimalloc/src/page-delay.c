@@ -98,12 +98,12 @@ static void mi_delay_abandoned_add(mi_page_t* page, bool add) {
       else { mi_atomic_decrement_relaxed(&mi_delay_abandoned_pages); mi_atomic_sub_relaxed(&mi_delay_abandoned_bytes, size); }
 }
 
-// A page waiting for its goal holds no live data, so the full-page accounting
-// (src/accounting.c) does not count it: re-evaluate an owned large/huge page
-// (small and medium pages are never pending while in the full queue).
+// A page waiting for its goal holds no live data, so the live-bytes accounting
+// (src/accounting.c) does not count it: sync an owned page when its goal is
+// set or dropped (a large/huge page counts by its goal, not by `used`).
 static void mi_page_delay_recount(mi_page_t* page) {
   mi_heap_t* const heap = mi_page_heap(page);
-  if (heap != NULL && mi_page_is_large_or_huge(page)) { _mi_page_acct_requeued(heap, page, true); }
+  if (heap != NULL) { _mi_page_acct_sync(heap, page, true); }
 }
 
 // Drop a pending goal: the page is (or was) in use since it was tagged.

@@ -152,14 +152,6 @@ static inline bool mi_page_is_large_or_huge(const mi_page_t* page) {
 #define mi_queue_inline  inline
 #endif
 
-// gcmalloc: a page that counts no bytes and is neither full nor large/huge
-// has nothing to (un)count when it changes queues: checked inline, so moving
-// such a page costs no call into src/accounting.c.
-static inline void mi_page_queue_acct(mi_heap_t* heap, mi_page_t* page, bool queued) {
-  if (mi_atomic_load_relaxed(&page->acct_bytes) == 0 && !mi_page_is_in_full(page) && !mi_page_is_large_or_huge(page)) return;
-  _mi_page_acct_requeued(heap, page, queued);
-}
-
 static size_t mi_page_bin(const mi_page_t* page) {
   const size_t bin = (mi_page_is_in_full(page) ? MI_BIN_FULL : (mi_page_is_huge(page) ? MI_BIN_HUGE : mi_bin(mi_page_block_size(page))));
   mi_assert_internal(bin <= MI_BIN_FULL);
@@ -260,7 +252,7 @@ static mi_queue_inline void mi_page_queue_remove(mi_page_queue_t* queue, mi_page
   page->prev = NULL;
   // mi_atomic_store_ptr_release(mi_atomic_cast(void*, &page->heap), NULL);
   mi_page_set_in_full(page,false);
-  mi_page_queue_acct(heap, page, false);  // gcmalloc: no longer counted in this heap
+  _mi_page_acct_sync(heap, page, false);  // gcmalloc: no longer counted in this heap
 }
 
 
@@ -294,7 +286,7 @@ static mi_queue_inline void mi_page_queue_push(mi_heap_t* heap, mi_page_queue_t*
   // update direct
   mi_heap_queue_first_update(heap, queue);
   heap->page_count++;
-  mi_page_queue_acct(heap, page, true);  // gcmalloc: count if full, large or huge
+  _mi_page_acct_sync(heap, page, true);  // gcmalloc: counted in this heap
 
   // [specbot Q-NEW-1] first/last must be both null or both non-null (L1, O(1))
   mi_assert_internal((queue->first == NULL) == (queue->last == NULL));
@@ -400,7 +392,7 @@ static void mi_page_queue_enqueue_from_ex(mi_page_queue_t* to, mi_page_queue_t* 
   }
 
   mi_page_set_in_full(page, mi_page_queue_is_full(to));
-  mi_page_queue_acct(heap, page, true);  // gcmalloc: count when moved into the full queue, uncount when moved out
+  _mi_page_acct_sync(heap, page, true);  // gcmalloc: to-full and unfull sync the page
 }
 
 static void mi_page_queue_enqueue_from(mi_page_queue_t* to, mi_page_queue_t* from, mi_page_t* page) {

@@ -421,6 +421,10 @@ void _mi_page_abandon(mi_page_t* page, mi_page_queue_t* pq) {
 
   mi_heap_t* pheap = mi_page_heap(page);
 
+  // gcmalloc: leaves the heap's FIFO, keeps its goal; first, so that a goal it
+  // drops (a page in use) syncs the page's bytes while it is still queued
+  _mi_page_delay_abandon(page);
+
   // remove from our page list
   mi_segments_tld_t* segments_tld = &pheap->tld->segments;
   mi_page_queue_remove(pq, page);
@@ -428,7 +432,6 @@ void _mi_page_abandon(mi_page_t* page, mi_page_queue_t* pq) {
   // page is no longer associated with our heap
   // gcmalloc: a thread freeing into the page may hold it with MI_DELAYED_FREEING (`_mi_page_acct_free_abandoned`)
   mi_assert_internal(mi_page_is_never_delayed_or_held(page));
-  _mi_page_delay_abandon(page);  // gcmalloc: leaves the heap's FIFO, keeps its goal
   mi_page_set_heap(page, NULL);
   _mi_page_acct_abandon(page);  // gcmalloc: a full page's bytes move to the abandoned total
 
@@ -811,6 +814,7 @@ static mi_page_t* mi_page_queue_find_free_ex(mi_heap_t* heap, mi_page_queue_t* p
 
     // collect freed blocks by us and other threads
     _mi_page_free_collect(page, false);
+    _mi_page_acct_sync(heap, page, true);  // gcmalloc: the find-free walk syncs every page it visits
 
   #if MI_MAX_CANDIDATE_SEARCH > 1
     // search up to N pages for a best candidate

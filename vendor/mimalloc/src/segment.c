@@ -1194,6 +1194,8 @@ static bool mi_segment_check_free(mi_segment_t* segment, size_t slices_needed, s
       // ensure used count is up to date and collect potential concurrent frees
       mi_page_t* const page = mi_slice_to_page(slice);
       _mi_page_free_collect(page, false);
+      // gcmalloc: an empty page's bytes leave the abandoned total (those freed in the abandon race)
+      if (mi_page_all_free(page)) { _mi_page_acct_claim(page); }
       // gcmalloc: an empty page is kept while its QSBR goal is pending
       if (mi_page_all_free(page) && !_mi_page_delay_keep(page)) {
         // if this page is all free now, free it without adding to any queues (yet)
@@ -1262,7 +1264,7 @@ static mi_segment_t* mi_segment_reclaim(mi_segment_t* segment, mi_heap_t* heap, 
       // associate the heap with this page, and allow heap thread delayed free again.
       mi_page_set_heap(page, target_heap);
       _mi_page_use_delayed_free(page, MI_USE_DELAYED_FREE, true); // override never (after heap is set)
-      _mi_page_acct_claim(page);  // gcmalloc: out of the abandoned total; the heap re-counts the page when it is full
+      _mi_page_acct_claim(page);  // gcmalloc: out of the abandoned total; the heap counts the page as it syncs it
       _mi_page_free_collect(page, false); // ensure used count is up to date
       // gcmalloc: an empty page whose QSBR goal is pending is reclaimed with its goal
       if (mi_page_all_free(page) && !_mi_page_delay_keep(page)) {

@@ -269,11 +269,11 @@ void        _mi_deferred_free(mi_heap_t* heap, bool force);
 void        _mi_page_free_collect(mi_page_t* page,bool force);
 void        _mi_page_reclaim(mi_heap_t* heap, mi_page_t* page);   // callback from segments
 
-// accounting.c (gcmalloc: full-page byte accounting)
+// accounting.c (gcmalloc: live-bytes accounting)
 void        _mi_page_acct_requeued(mi_heap_t* heap, mi_page_t* page, bool queued);
 void        _mi_page_acct_abandon(mi_page_t* page);
 void        _mi_page_acct_claim(mi_page_t* page);
-bool        _mi_page_acct_free_abandoned(mi_page_t* page, mi_block_t* block);
+void        _mi_page_acct_free_abandoned(mi_page_t* page);
 void        _mi_heap_acct_absorb(mi_heap_t* heap, mi_heap_t* from);
 void        _mi_heap_acct_reset(mi_heap_t* heap);
 void        _mi_heap_acct_register(mi_heap_t* heap);
@@ -728,6 +728,17 @@ static inline bool mi_page_is_in_full(const mi_page_t* page) {
 // to-full paths cost a load and a branch, not a call.
 static inline void _mi_page_delay_cancel(mi_page_t* page) {
   if mi_unlikely(page->qsbr_goal != 0) { _mi_page_delay_drop_goal(page); }
+}
+
+// gcmalloc: sync the live bytes `page` carries with `heap` (src/accounting.c)
+// when it enters (`queued`), moves within or leaves its heap's queues, or its
+// free lists were collected on a slow path. A small/medium page that carries
+// `used * block_size` already is checked inline and costs no call.
+static inline void _mi_page_acct_sync(mi_heap_t* heap, mi_page_t* page, bool queued) {
+  const size_t bsize = mi_page_block_size(page);
+  if (bsize <= MI_MEDIUM_OBJ_SIZE_MAX && !mi_page_is_huge(page) &&
+      mi_atomic_load_relaxed(&page->acct_bytes) == (queued ? bsize * page->used : 0)) return;
+  _mi_page_acct_requeued(heap, page, queued);
 }
 
 static inline void mi_page_set_in_full(mi_page_t* page, bool in_full) {

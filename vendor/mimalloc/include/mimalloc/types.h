@@ -351,10 +351,10 @@ typedef struct mi_page_s {
   struct mi_page_s*     next;              // next page owned by this thread with the same `block_size`
   struct mi_page_s*     prev;              // previous page owned by this thread with the same `block_size`
 
-  // gcmalloc: the bytes (`block_size * capacity`) this page adds to the full-page
-  // accounting (src/accounting.c): to its heap's counters while owned, or, with
+  // gcmalloc: the live bytes this page adds to the accounting (src/accounting.c)
+  // as of its last sync: to its heap's counters while owned, or, with
   // `MI_ACCT_ABANDONED` set, to the process-wide abandoned total. Takes the
-  // place of the former padding word, so the layout is unchanged.
+  // place of the former padding word.
   _Atomic(size_t)       acct_bytes;
 
   // gcmalloc: delayed page reuse (src/page-delay.c); zeroed when the page is cleared
@@ -590,9 +590,9 @@ struct mi_heap_s {
   mi_page_t*            pages_free_direct[MI_PAGES_DIRECT];  // optimize: array where every entry points a page with possibly free blocks in the corresponding queue for that size.
   mi_page_queue_t       pages[MI_BIN_FULL + 1];              // queue of pages for each size class (or "bin")
   // gcmalloc: full-page byte accounting (src/accounting.c), written only by the owning thread
-  _Atomic(size_t)       acct_full;                           // `acct_bytes` of the small/medium pages in the full queue
+  _Atomic(size_t)       acct_small;                          // `acct_bytes` of the small/medium pages
   _Atomic(size_t)       acct_large;                          // `acct_bytes` of the large/huge pages
-  intptr_t              acct_unpublished;                    // change of `acct_full + acct_large` not yet added to the process total
+  intptr_t              acct_unpublished;                    // change of `acct_small + acct_large` not yet added to the process total
   mi_heap_t*            acct_next;                           // process-wide list of heaps (under the accounting lock)
   mi_heap_t*            acct_prev;
   // gcmalloc: delayed page reuse (src/page-delay.c)
