@@ -2,10 +2,13 @@
 //! `gcmalloc::estimate()` and the exact per-thread sum `gcmalloc::usage()`
 //! with 1, 16, 256 and 1,024 live threads; and, for comparison, reading RSS
 //! from `/proc/self/statm` (file kept open), `getrusage`, stock mimalloc's
-//! `mi_process_info`, and the exact recount `gcmalloc::audit()`.
+//! `mi_process_info`, and the exact recount `gcmalloc::audit()`. And the
+//! walk that makes the estimate exact after a collection,
+//! `gcmalloc::refresh_estimate()`, over 1,000 and 4,000 pages of 64-byte
+//! blocks, every other block freed (a swept heap).
 //!
-//! `cargo bench --bench estimate`, then `scripts/bench-summary.py estimate`
-//! and `scripts/bench-summary.py memory_query`.
+//! `cargo bench --bench estimate`, then `scripts/bench-summary.py estimate`,
+//! `scripts/bench-summary.py memory_query` and `scripts/bench-summary.py refresh`.
 
 use std::fs::File;
 use std::hint::black_box;
@@ -111,6 +114,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("statm_kept_open", |b| b.iter(|| statm_rss(&statm)));
     g.bench_function("getrusage", |b| b.iter(getrusage_maxrss));
     g.bench_function("stock_mi_process_info", |b| b.iter(stock_process_info));
+    g.finish();
+
+    let mut g = c.benchmark_group("refresh");
+    for pages in [1_000, 4_000] {
+        // A small page (64 KiB) holds 1,024 blocks of 64 bytes.
+        let mut blocks: Vec<Option<Box<[u8; 64]>>> = (0..pages * 1024).map(|i| Some(Box::new([i as u8; 64]))).collect();
+        blocks.iter_mut().step_by(2).for_each(|b| *b = None);
+        g.bench_with_input(BenchmarkId::new("pages", pages), &pages, |b, _| b.iter(gcmalloc::refresh_estimate));
+        drop(blocks);
+    }
     g.finish();
 }
 

@@ -18,7 +18,7 @@
 //!
 //! | you want | use |
 //! | --- | --- |
-//! | the bytes the program holds, at any moment, for a few ns | [`estimate`]; the breakdown, what is counted and the error bounds in [`usage`] / [`Usage`]; an exact recount in [`audit`] |
+//! | the bytes the program holds, at any moment, for a few ns | [`estimate`] (live bytes as of each page's last slow-path event), exact again after a collection with [`refresh_estimate`] or [`StopTheWorld::refresh_estimate`]; the breakdown, what is counted and the error bounds in [`usage`] / [`Usage`]; a recount in [`audit`] |
 //! | to decide when to collect | [`GcTrigger`]: a young-allocation threshold gated by memory growth ([`Pacing`]), reading the estimate or RSS ([`MemorySource`]) |
 //! | lock-free readers and deferred frees | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::free_delayed`] (the algorithm is described in [`qsbr`]) |
 //! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]) |
@@ -40,8 +40,9 @@
 //!     if trigger.should_collect() {
 //!         let world = gcmalloc::stop_the_world(); // other mutators parked
 //!         /* mark and sweep */
+//!         world.refresh_estimate();             // their share of the estimate
 //!         drop(world);
-//!         trigger.collected();
+//!         trigger.collected();                  // this thread's share, then the baseline
 //!     }
 //! }
 //! ```

@@ -227,6 +227,45 @@ fn abandoned_pages_freed_into_stay_tracked() {
     objects.into_iter().for_each(|o| free(o, SIZE));
 }
 
+/// A collector frees half of a registered thread's 20 MiB while that thread
+/// runs (quiescing, never allocating: nothing syncs its pages). Only the
+/// stop's refresh of the parked thread's heap brings the estimate back to
+/// live bytes.
+fn a_stop_refreshes_the_heaps_of_parked_threads() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    const SIZE: usize = 128;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (to_main, from_mutator) = std::sync::mpsc::channel::<Vec<usize>>();
+    let mutator = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let me = gcmalloc::register_thread();
+            let objects: Vec<usize> = (0..20 * MIB / SIZE).map(|_| alloc(SIZE)).collect();
+            to_main.send(objects).unwrap();
+            while !stop.load(Relaxed) {
+                me.quiescent(); // the safepoint; allocates nothing
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let mut objects = from_mutator.recv().unwrap();
+    let mut rng = XorShift(0x94D0_49BB_1331_11EB);
+    objects.retain(|&o| rng.below(2) == 0 || (free(o, SIZE), false).1);
+    gcmalloc::refresh_estimate();
+    let inflate = inflation(SIZE);
+    let stale = ratio(objects.len() * SIZE, inflate);
+    println!("  half of a running thread's 20 MiB freed by another thread: estimate/live {stale:.3} before the stop");
+    assert!(stale > 1.3, "the premise: the mutator's pages are not synced yet ({stale:.3})");
+    let world = gcmalloc::stop_the_world();
+    world.refresh_estimate();
+    check("after StopTheWorld::refresh_estimate", ratio(objects.len() * SIZE, inflate), 0.9, 1.1);
+    drop(world);
+    stop.store(true, Relaxed);
+    mutator.join().unwrap();
+    objects.into_iter().for_each(|o| free(o, SIZE));
+}
+
 /// Runs without libtest (`harness = false` in Cargo.toml): the figures are
 /// process wide, and no idle thread of a test harness may hold live bytes.
 fn main() {
@@ -235,6 +274,7 @@ fn main() {
         ("steady_churn_is_tracked_without_a_refresh", steady_churn_is_tracked_without_a_refresh),
         ("a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes", a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes),
         ("abandoned_pages_freed_into_stay_tracked", abandoned_pages_freed_into_stay_tracked),
+        ("a_stop_refreshes_the_heaps_of_parked_threads", a_stop_refreshes_the_heaps_of_parked_threads),
     ] {
         println!("test {name} ...");
         test();

@@ -814,7 +814,9 @@ static mi_page_t* mi_page_queue_find_free_ex(mi_heap_t* heap, mi_page_queue_t* p
 
     // collect freed blocks by us and other threads
     _mi_page_free_collect(page, false);
-    _mi_page_acct_sync(heap, page, true);  // gcmalloc: the find-free walk syncs every page it visits
+    // gcmalloc: the find-free walk syncs the pages it visits, except a page
+    // still being extended (the page being filled, synced when it is full)
+    if (!mi_page_is_expandable(page)) { _mi_page_acct_sync(heap, page, true); }
 
   #if MI_MAX_CANDIDATE_SEARCH > 1
     // search up to N pages for a best candidate
