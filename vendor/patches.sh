@@ -4,6 +4,10 @@
 #   vendor/patches.sh check        pristine + series == vendor/mimalloc (exit 1 if not)
 #   vendor/patches.sh new NAME     write the next numbered patch: the difference
 #                                  between pristine + series and vendor/mimalloc
+#   vendor/patches.sh refresh N    fold the difference between pristine + series
+#                                  and vendor/mimalloc into patch N, and rewrite
+#                                  the later patches on top of it (fails, and
+#                                  writes nothing, where a later patch conflicts)
 #
 # The pristine source is mimalloc v2.3.2 as shipped in the crates.io package
 # libmimalloc-sys 0.1.49 (c_src/mimalloc/v2), a dev-dependency of this crate,
@@ -38,6 +42,43 @@ build_patched() {
   done
 }
 
+# `diff -ruN` of two trees, as a patch with a/ and b/ prefixes and no dates.
+tree_diff() {
+  (cd "$1" && diff -ruN "$2" "$3" || true) | sed -E 's#^((---|\+\+\+) [^\t]*)\t.*#\1#'
+}
+
+# Applies $2 to the tree $1, offsets and fuzz allowed, no rejects.
+apply_to() {
+  patch --quiet --batch --forward -p1 -d "$1" --no-backup-if-mismatch -r - < "$2" \
+    || { echo "patches.sh: $2 does not apply on the refreshed series" >&2; exit 1; }
+}
+
+# `refresh N`: the edit (vendor/mimalloc against pristine + series) is applied
+# after patch N and patch N is rewritten to include it; every later patch is
+# re-applied on top and rewritten, then the result must equal vendor/mimalloc.
+refresh() {
+  local n; n=$(printf '%04d' "$((10#$1))")
+  local target; target=$(ls vendor/patches/"$n"-*.patch 2>/dev/null) \
+    || { echo "patches.sh: no patch $n" >&2; exit 2; }
+  local work="$tmp/refresh"; mkdir -p "$work/new"
+  cp -r "$tmp/mimalloc" "$work/full"; cp -r "$here/mimalloc" "$work/edited"
+  tree_diff "$work" full edited > "$work/edit.patch"
+  [ -s "$work/edit.patch" ] || { echo "patches.sh: no changes to fold in" >&2; exit 1; }
+  cp -r "$(pristine_dir)" "$work/a"
+  local p
+  for p in vendor/patches/*.patch; do
+    cp -r "$work/a" "$work/b"
+    apply_to "$work/b" "$p"
+    [ "$p" = "$target" ] && apply_to "$work/b" "$work/edit.patch"
+    tree_diff "$work" a b > "$work/new/$(basename "$p")"
+    rm -rf "$work/a"; mv "$work/b" "$work/a"
+  done
+  diff -r "$work/a" vendor/mimalloc >/dev/null \
+    || { echo "patches.sh: the refreshed series does not reproduce vendor/mimalloc" >&2; exit 1; }
+  cp "$work"/new/*.patch vendor/patches/
+  echo "refreshed $target and the patches after it"
+}
+
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 build_patched "$tmp/mimalloc"
 
@@ -56,9 +97,10 @@ case "${1:-check}" in
     last=$(find vendor/patches -name "*.patch" | sed 's#.*/\([0-9]*\)-.*#\1#' | sort -n | tail -1)
     num=$(printf '%04d' $((10#${last:-0} + 1)))
     out="vendor/patches/$num-$name.patch"
-    (cd "$tmp" && mv mimalloc a && cp -r "$here/mimalloc" b && { diff -ruN a b || true; }) \
-      | sed -E 's#^((---|\+\+\+) [^\t]*)\t.*#\1#' > "$out"
+    (cd "$tmp" && mv mimalloc a && cp -r "$here/mimalloc" b)
+    tree_diff "$tmp" a b > "$out"
     [ -s "$out" ] || { rm "$out"; echo "patches.sh: no changes" >&2; exit 1; }
     echo "wrote $out" ;;
-  *) echo "usage: patches.sh check | new NAME" >&2; exit 2 ;;
+  refresh) refresh "${2:?usage: patches.sh refresh N}" ;;
+  *) echo "usage: patches.sh check | new NAME | refresh N" >&2; exit 2 ;;
 esac

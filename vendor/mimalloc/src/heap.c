@@ -458,6 +458,12 @@ static void mi_heap_absorb(mi_heap_t* heap, mi_heap_t* from) {
     from->page_count -= pcount;
   }
   mi_assert_internal(from->page_count == 0);
+  // gcmalloc: the full queue's byte count moves with its pages. Upstream leaves
+  // it behind (only a debug assertion reads it); with delayed page reuse an
+  // emptied single-block page can wait in the full queue and be freed later
+  // from `heap`, where the count would underflow.
+  heap->pages_full_size += from->pages_full_size;
+  from->pages_full_size = 0;
   _mi_heap_acct_absorb(heap, from);  // gcmalloc: the counted pages moved with their bytes
   _mi_heap_delay_absorb(heap, from);  // gcmalloc: pending pages follow their pages
 
