@@ -1,21 +1,29 @@
-//! Builds the vendored, patched mimalloc v2.3.2 and renames its symbols.
+//! Builds the vendored, patched mimalloc v2.3.2 under gcmalloc's own names.
 //!
-//! mimalloc is compiled as one unity translation unit (`src/static.c`). Every
-//! global symbol the object defines is then renamed with the `gcm_` prefix
-//! (`mi_malloc` -> `gcm_mi_malloc`, `_mi_page_free` -> `gcm__mi_page_free`)
-//! by `objcopy --redefine-syms`. Renaming the compiled object, instead of
-//! keeping a hand-written list of `#define`s, cannot miss a symbol: whatever
-//! the patch series adds is renamed too. The result links into the same
-//! binary as the `mimalloc` / `libmimalloc-sys` crates without clashing, and
-//! neither copy can resolve a call to the other's functions.
+//! mimalloc is compiled as one unity translation unit (`src/static.c`), twice:
 //!
-//! Symbols the C code only *references* (libc, and the `gcmalloc_*` hooks that
-//! the Rust side of this crate defines) are left alone.
+//! 1. as it is; the `object` crate lists the global symbols the object
+//!    defines (ELF, Mach-O or COFF; the platform's leading underscore and
+//!    emulated-TLS names are handled in `build/symbols.rs`);
+//! 2. through a wrapper that first includes a generated header of
+//!    `#define mi_malloc gcm_mi_malloc` lines, one per symbol — jemalloc's
+//!    private-namespace approach. The second object is checked: the build
+//!    fails, naming the symbol, if any global it defines lacks the prefix.
+//!
+//! The list comes from the build being made (same flags and features: a
+//! debug build defines symbols a release build does not), so whatever the
+//! patch series adds is renamed too, and no external tool (`nm`, `objcopy`)
+//! is needed. The result links into the same binary as the `mimalloc` /
+//! `libmimalloc-sys` crates without clashing, and neither copy can resolve a
+//! call to the other's functions. Symbols the C code only *references*
+//! (libc, the OS) are left alone.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "build/symbols.rs"]
+mod symbols;
 
 const PREFIX: &str = "gcm_";
 const LIB: &str = "gcmalloc_mimalloc";
@@ -25,65 +33,96 @@ fn main() {
     println!("cargo:rerun-if-changed=vendor/mimalloc/src");
     println!("cargo:rerun-if-changed=vendor/mimalloc/include");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build/symbols.rs");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let target_env = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
 
     let mut build = cc::Build::new();
     build
-        .file(root.join("src/static.c"))
         .include(root.join("include"))
         .include(root.join("src"))
         // The allocator is always optimized, also in `cargo test` builds, so
         // that tests exercise the code that ships and run in reasonable time.
         .opt_level(3)
         .flag_if_supported("-Wno-error=date-time")
-        .flag_if_supported("-ftls-model=initial-exec")
         .warnings(false);
-
+    configure_target(&mut build, &target_os, &target_env);
     if env::var_os("CARGO_FEATURE_DEBUG").is_some() {
         // Internal assertions (mi_assert_internal), not the expensive ones.
         build.define("MI_DEBUG", "2").define("MI_SHOW_ERRORS", "1");
     } else {
         build.define("MI_DEBUG", "0").define("MI_BUILD_RELEASE", None).define("NDEBUG", None);
     }
-    build.compile(LIB);
 
-    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
-    rename_symbols(&out.join(format!("lib{LIB}.a")), &out.join("gcm_symbols.map"));
-}
-
-/// Prefixes every global symbol that `archive` defines.
-fn rename_symbols(archive: &Path, map: &Path) {
-    let nm = tool("NM", "nm");
-    let listing = Command::new(&nm)
-        .args(["-g", "--defined-only", "--format=posix"])
-        .arg(archive)
-        .output()
-        .unwrap_or_else(|e| panic!("running {nm}: {e}"));
-    assert!(listing.status.success(), "{nm} failed: {}", String::from_utf8_lossy(&listing.stderr));
-    let mut pairs = String::new();
-    for line in String::from_utf8_lossy(&listing.stdout).lines() {
-        // posix format: "<name> <type> <value> <size>"; archive member
-        // headers end with ':' and are skipped.
-        let mut fields = line.split_whitespace();
-        let (Some(name), Some(_kind)) = (fields.next(), fields.next()) else { continue };
-        if name.ends_with(':') || name.starts_with(PREFIX) {
-            continue;
-        }
-        pairs.push_str(&format!("{name} {PREFIX}{name}\n"));
+    // 1. Compile as is and list the globals it defines.
+    let objects = build.clone().file(root.join("src/static.c")).compile_intermediates();
+    let mut names = Vec::new();
+    for object in &objects {
+        names.extend(read_globals(object));
     }
-    assert!(pairs.contains("mi_malloc "), "no mimalloc symbols found in {}", archive.display());
-    fs::write(map, pairs).expect("writing the symbol map");
+    if !names.iter().any(|n| n == "mi_malloc") {
+        fail(&format!("no `mi_malloc` among the {} symbols read from {}", names.len(), objects[0].display()));
+    }
 
-    let objcopy = tool("OBJCOPY", "objcopy");
-    let status = Command::new(&objcopy)
-        .arg(format!("--redefine-syms={}", map.display()))
-        .arg(archive)
-        .status()
-        .unwrap_or_else(|e| panic!("running {objcopy}: {e}"));
-    assert!(status.success(), "{objcopy} failed to rename symbols");
+    // 2. Compile again through the renaming header, and check the result.
+    fs::write(out.join("gcm_rename.h"), symbols::rename_header(&names, PREFIX)).expect("writing gcm_rename.h");
+    let static_c = fs::canonicalize(root.join("src/static.c")).expect("vendor/mimalloc/src/static.c");
+    let wrapper = out.join("gcm_static.c");
+    let unity = format!("#include \"gcm_rename.h\"\n#include \"{}\"\n", static_c.display()).replace('\\', "/");
+    fs::write(&wrapper, unity).expect("writing gcm_static.c");
+    build.file(&wrapper).include(&out).compile(LIB);
+    let archive = out.join(if target_env == "msvc" { format!("{LIB}.lib") } else { format!("lib{LIB}.a") });
+    let renamed = read_globals(&archive);
+    let left = symbols::unprefixed(&renamed, PREFIX);
+    if !left.is_empty() {
+        fail(&format!(
+            "{} global symbol(s) of mimalloc kept their name after renaming, so they could clash with another \
+             mimalloc in the same binary: {}",
+            left.len(),
+            left.join(", ")
+        ));
+    }
+
+    if target_os == "windows" {
+        // What mimalloc calls on Windows (as `libmimalloc-sys` links).
+        for lib in ["psapi", "shell32", "user32", "advapi32", "bcrypt"] {
+            println!("cargo:rustc-link-lib={lib}");
+        }
+    }
 }
 
-/// The binutils tool to use: `$NM` / `$OBJCOPY` if set, else the plain name.
-fn tool(var: &str, default: &str) -> String {
-    println!("cargo:rerun-if-env-changed={var}");
-    env::var(var).unwrap_or_else(|_| default.to_string())
+/// Target-specific settings, after mimalloc's own CMake build.
+fn configure_target(build: &mut cc::Build, target_os: &str, target_env: &str) {
+    // Thread-local model: initial-exec is fastest, but a library loaded at
+    // run time (`dlopen`: a Python or Node extension, a plugin) needs
+    // local-dynamic, and so does static musl (as mimalloc's CMake sets it).
+    let local_dynamic = env::var_os("CARGO_FEATURE_LOCAL_DYNAMIC_TLS").is_some() || target_env == "musl";
+    if target_os != "windows" {
+        build.flag_if_supported(if local_dynamic { "-ftls-model=local-dynamic" } else { "-ftls-model=initial-exec" });
+    }
+    if target_env == "musl" {
+        build.define("MI_LIBC_MUSL", "1");
+    }
+    // MSVC compiles mimalloc as C, as mimalloc's own CMake build does by
+    // default (`atomic.h` has an MSVC path); `libmimalloc-sys` compiles it as
+    // C++ there, which would give the internal functions C++-mangled names.
+}
+
+/// The C names of the globals `path` defines; fails the build with a hint if
+/// it cannot be read.
+fn read_globals(path: &Path) -> Vec<String> {
+    let data = fs::read(path).unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
+    symbols::defined_globals(&data).unwrap_or_else(|e| {
+        fail(&format!(
+            "{}: {e}. The C compiler made an object the `object` crate cannot read; set CC to a compiler \
+             for this target (see README, Supported platforms).",
+            path.display()
+        ))
+    })
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: gcmalloc: {message}");
+    panic!("gcmalloc: {message}");
 }

@@ -25,7 +25,10 @@ fn large_blocks_count_when_allocated_and_uncount_when_freed() {
     let before = gcmalloc::estimate();
     blocks.extend((0..100).map(|_| Vec::with_capacity(MIB)));
     let held = gcmalloc::estimate();
-    assert!(held >= before + 100 * MIB, "100 MiB in 1 MiB blocks: estimate went from {before} to {held}");
+    // Within the batching bound: libtest's other threads publish their own
+    // changes (a thread's exit, a sync) at any time.
+    let bound = gcmalloc::usage().error_bound;
+    assert!(held + bound >= before + 100 * MIB, "100 MiB in 1 MiB blocks: estimate went from {before} to {held}");
     drop(blocks);
     let after = gcmalloc::estimate();
     assert!(after <= before + gcmalloc::usage().error_bound, "freeing them: estimate {after}, was {before}");
