@@ -248,7 +248,10 @@ pub struct Audit {
 /// No other thread may allocate or free with gcmalloc while it runs (for
 /// example: the others are joined, or blocked in code that does not
 /// allocate): the walk reads other threads' page queues, which only their
-/// owners may change. Threads that merely exist (idle) are fine.
+/// owners may change. Threads that merely exist (idle) are fine. A
+/// stop-the-world is **not** enough: it parks attached threads, but a thread
+/// stopped while detached keeps running (and may allocate), and unregistered
+/// threads are not stopped at all.
 pub unsafe fn audit() -> Audit {
     let mut audit = Audit { counted: 0, carried: 0, recounted: 0 };
     // SAFETY: `Audit` has the layout of `mi_acct_audit_t`, which

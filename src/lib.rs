@@ -71,7 +71,7 @@ pub use allocator::GcMalloc;
 pub use thread::{register_thread, ThreadHandle, ThreadState};
 pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use type_stable::{page_reuse_delay, release_delayed_pages, set_page_reuse_delay};
-pub use world::{stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};
+pub use world::{set_stall_report, stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.
 ///

@@ -83,11 +83,25 @@ impl fmt::Display for ThreadState {
     }
 }
 
+/// A registration of the current thread: its slot, and which registration
+/// of this thread it is. A handle acts only while the thread's current
+/// registration is the one it was made for, so a handle that outlived its
+/// registration (kept in a `thread_local`, dropped after the exit guard) can
+/// never act on the slot's next owner, nor on a later registration of its
+/// own thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Registration {
+    slot: *const Slot,
+    /// Counts this thread's registrations (0: none yet).
+    epoch: u64,
+}
+
 const_thread_local! {
-    /// This thread's slot, or null. Const and drop-free: reading it never
-    /// allocates, even during thread-local teardown.
-    static CURRENT: Cell<*const Slot> = Cell::new(ptr::null());
-    /// Live `ThreadHandle`s of this thread (registration nests).
+    /// This thread's registration (slot null: not registered). Const and
+    /// drop-free: reading it never allocates and works during thread-local
+    /// teardown, after the exit guard has run.
+    static CURRENT: Cell<Registration> = Cell::new(Registration { slot: ptr::null(), epoch: 0 });
+    /// Live `ThreadHandle`s of the current registration (registration nests).
     static HANDLES: Cell<usize> = Cell::new(0);
     /// Unregisters at thread exit if a handle was leaked.
     static EXIT_GUARD: ExitGuard = ExitGuard;
@@ -105,7 +119,7 @@ impl Drop for ExitGuard {
 
 /// The current thread's slot, if it is registered.
 pub(crate) fn current_slot() -> Option<&'static Slot> {
-    let p = CURRENT.try_with(Cell::get).unwrap_or(ptr::null());
+    let p = CURRENT.try_with(|c| c.get().slot).unwrap_or(ptr::null());
     // SAFETY: slots live in registry chunks that are never freed.
     unsafe { p.as_ref() }
 }
@@ -116,7 +130,17 @@ pub(crate) fn current_slot() -> Option<&'static Slot> {
 /// handle to the same registration (in its current state, attached or not),
 /// and is unregistered when its last handle is dropped — or at thread exit,
 /// if a handle was leaked. While a stop-the-world is in effect, this waits
-/// for it to end (the thread starts attached). Never call it from the thread holding a [`crate::StopTheWorld`].
+/// for it to end (the thread starts attached).
+///
+/// It may be called anywhere a thread runs Rust code: in a `Drop` of an
+/// object that QSBR reclaims, in a thread-local destructor after gcmalloc's
+/// own exit guard has run (the registration then ends when the last handle
+/// is dropped), or at process exit.
+///
+/// # Panics
+///
+/// On the thread that holds a [`crate::StopTheWorld`]: it would wait for the
+/// stop to end, forever. Register before stopping the world.
 ///
 /// ```
 /// let me = gcmalloc::register_thread();
@@ -124,43 +148,53 @@ pub(crate) fn current_slot() -> Option<&'static Slot> {
 /// drop(me); // unregisters
 /// ```
 pub fn register_thread() -> ThreadHandle {
-    let handle = |slot: &Slot| ThreadHandle { slot, _not_send: PhantomData };
-    if let Some(slot) = current_slot() {
+    let current = CURRENT.with(Cell::get);
+    if !current.slot.is_null() {
         HANDLES.with(|h| h.set(h.get() + 1));
-        return handle(slot);
+        return ThreadHandle { registration: current, _not_send: PhantomData };
     }
-    let me = thread::current();
+    crate::world::assert_not_stopping("register_thread()");
     // Before any thread is online: from now on emptied pages wait for goals.
     crate::type_stable::install_hooks();
-    let Some(slot) = domain().registry.register(me) else {
+    let Some(slot) = domain().registry.register(thread::current()) else {
         std::alloc::handle_alloc_error(core::alloc::Layout::new::<Slot>())
     };
-    CURRENT.with(|c| c.set(slot));
+    let registration = Registration { slot, epoch: current.epoch + 1 };
+    CURRENT.with(|c| c.set(registration));
     HANDLES.with(|h| h.set(1));
-    EXIT_GUARD.with(|_| {}); // arms the exit-time unregistration
+    // Arms the exit-time unregistration; after thread-local teardown began
+    // there is none, and the last handle's drop ends the registration.
+    let _ = EXIT_GUARD.try_with(|_| {});
     attach(slot);
-    handle(slot)
+    ThreadHandle { registration, _not_send: PhantomData }
 }
 
 /// A registered thread's handle: announce quiescent states, detach around
 /// blocking calls. Not `Send`: it stands for the thread that registered.
 /// Dropping the last handle unregisters the thread.
+///
+/// A handle whose registration has ended (its thread unregistered at exit
+/// while the handle lived on in a `thread_local`) does nothing: every method
+/// is a no-op and dropping it unregisters nothing.
 pub struct ThreadHandle {
-    slot: *const Slot,
+    registration: Registration,
     _not_send: PhantomData<*const ()>,
 }
 
 impl fmt::Debug for ThreadHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = ThreadState::from_raw(self.slot().state.load(Ordering::Relaxed));
+        let state = self.slot().and_then(|s| ThreadState::from_raw(s.state.load(Ordering::Relaxed)));
         f.debug_struct("ThreadHandle").field("state", &state).finish()
     }
 }
 
 impl ThreadHandle {
-    fn slot(&self) -> &'static Slot {
+    /// The slot, while this handle's registration is the thread's current one.
+    #[inline]
+    fn slot(&self) -> Option<&'static Slot> {
+        let live = CURRENT.try_with(|c| c.get() == self.registration).unwrap_or(false);
         // SAFETY: set from a registry slot, which is never freed.
-        unsafe { &*self.slot }
+        live.then(|| unsafe { &*self.registration.slot })
     }
 
     /// Announces a quiescent state: this thread holds no reference it
@@ -181,7 +215,7 @@ impl ThreadHandle {
     /// ```
     #[inline]
     pub fn quiescent(&self) {
-        let slot = self.slot();
+        let Some(slot) = self.slot() else { return };
         if slot.state.load(Ordering::Relaxed) == state::ATTACHED
             && slot.pending_items.load(Ordering::Relaxed) == 0
         {
@@ -194,10 +228,13 @@ impl ThreadHandle {
     /// Goes offline: until [`attach`](Self::attach), this thread must not
     /// touch memory shared with lock-free readers. A detached thread never
     /// holds a QSBR goal back and is stopped by a stop-the-world without its
-    /// help. Use around blocking calls (I/O, sleep, waiting on a lock).
-    /// Never blocks. A no-op if already detached.
+    /// help. Use around blocking calls (I/O, sleep, waiting on a lock), or
+    /// let [`blocking`](Self::blocking) do it. Never blocks. A no-op if
+    /// already detached.
     pub fn detach(&self) {
-        detach(self.slot());
+        if let Some(slot) = self.slot() {
+            detach(slot);
+        }
     }
 
     /// Comes back online after [`detach`](Self::detach). Waits while the
@@ -211,18 +248,52 @@ impl ThreadHandle {
     /// me.attach();
     /// ```
     pub fn attach(&self) {
-        attach(self.slot());
+        if let Some(slot) = self.slot() {
+            attach(slot);
+        }
+    }
+
+    /// Runs `f` detached: for a call that may block (joining a thread,
+    /// receiving from a channel, waiting on a lock or on I/O). A registered
+    /// thread that blocks while attached holds every QSBR goal back and makes
+    /// every stop-the-world wait for it; this is how to avoid that, as
+    /// CPython releases its thread state around blocking calls. Attaches
+    /// again afterwards (waiting while the world is stopped), also if `f`
+    /// panics. `f` must not touch memory shared with lock-free readers.
+    ///
+    /// ```
+    /// let me = gcmalloc::register_thread();
+    /// let worker = std::thread::spawn(|| 6 * 7);
+    /// let answer = me.blocking(|| worker.join().unwrap());
+    /// assert_eq!(answer, 42);
+    /// ```
+    pub fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Reattach<'a>(&'a ThreadHandle, bool);
+        impl Drop for Reattach<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.attach();
+                }
+            }
+        }
+        let was_attached = self.slot().is_some_and(|s| {
+            matches!(s.state.load(Ordering::Relaxed), state::ATTACHED | state::STOP_REQUESTED)
+        });
+        self.detach();
+        let _reattach = Reattach(self, was_attached);
+        f()
     }
 }
 
 impl Drop for ThreadHandle {
     fn drop(&mut self) {
+        let Some(slot) = self.slot() else { return };
         let last = HANDLES.with(|h| {
             h.set(h.get() - 1);
             h.get() == 0
         });
         if last {
-            unregister(self.slot());
+            unregister(slot);
         }
     }
 }
@@ -273,13 +344,18 @@ pub(crate) fn come_online(slot: &Slot) {
 }
 
 /// Unregisters the current thread: offline, queue handed off, slot freed.
+///
+/// The registration ends first: code that the hand-off runs (the `Drop` of a
+/// reclaimed object) finds this thread unregistered, so what it retires goes
+/// to the orphan queue with a goal of its own, and a `register_thread()`
+/// there starts a new registration.
 fn unregister(slot: &Slot) {
+    CURRENT.with(|c| c.set(Registration { slot: ptr::null(), ..c.get() }));
+    HANDLES.with(|h| h.set(0));
     slot.seq.store(0, Ordering::Release);
     domain().hand_off(slot);
     let old = domain().registry.unregister(slot);
     if old == state::STOP_REQUESTED {
         crate::world::stop_reached();
     }
-    let _ = CURRENT.try_with(|c| c.set(ptr::null()));
-    let _ = HANDLES.try_with(|h| h.set(0));
 }

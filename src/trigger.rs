@@ -252,7 +252,7 @@ impl GcTrigger {
         let batched = LOCAL.try_with(|local| local.borrow_mut().add(&self.counts, n));
         if batched.is_err() {
             // Thread-local storage already torn down (a thread exiting).
-            self.counts.young.fetch_add(n, Relaxed);
+            add_saturating(&self.counts.young, n, Relaxed);
         }
     }
 
@@ -263,7 +263,7 @@ impl GcTrigger {
         // Acquire pairs with the deferral's Release: having seen the young
         // count without the deferred allocations, the deferred count shows
         // them.
-        self.counts.young.load(Acquire) + self.counts.deferred.load(Relaxed)
+        self.counts.young.load(Acquire).saturating_add(self.counts.deferred.load(Relaxed))
     }
 
     /// The memory measured after the last collection (or at creation), in
@@ -285,7 +285,7 @@ impl GcTrigger {
             return true;
         };
         let cap = self.config.threshold.saturating_mul(self.config.cap_multiple);
-        if young + counts.deferred.load(Relaxed) > cap {
+        if young.saturating_add(counts.deferred.load(Relaxed)) > cap {
             return true;
         }
         if self
@@ -297,7 +297,7 @@ impl GcTrigger {
         }
         // Defer: add before subtracting (Release, see `pending`), so that a
         // concurrent `pending()` may over- but never under-count.
-        counts.deferred.fetch_add(young, Relaxed);
+        add_saturating(&counts.deferred, young, Relaxed);
         counts.young.fetch_sub(young, Release);
         false
     }
@@ -350,7 +350,7 @@ impl LocalBatch {
             self.flush();
             self.owner = Some(Arc::clone(counts));
         }
-        self.pending += n;
+        self.pending = self.pending.saturating_add(n);
         if self.pending >= RECORD_BATCH {
             self.flush();
         }
@@ -364,10 +364,16 @@ impl LocalBatch {
 
     fn flush(&mut self) {
         if let Some(owner) = &self.owner {
-            owner.young.fetch_add(self.pending, Relaxed);
+            add_saturating(&owner.young, self.pending, Relaxed);
         }
         self.pending = 0;
     }
+}
+
+/// Counts saturate instead of wrapping: a runtime that records huge counts
+/// (or never collects) sees "very many", never a small number.
+fn add_saturating(count: &AtomicUsize, n: usize, order: Ordering) {
+    let _ = count.fetch_update(order, Relaxed, |c| Some(c.saturating_add(n)));
 }
 
 impl Drop for LocalBatch {

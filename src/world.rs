@@ -37,12 +37,18 @@ use core::fmt;
 use std::time::{Duration, Instant};
 
 use crate::qsbr::{domain, Slot};
-use crate::sync::{global, lock, park_timeout, thread, AtomicUsize, Mutex, MutexGuard, Ordering};
+use core::cell::Cell;
+use core::marker::PhantomData;
+
+use crate::sync::{const_thread_local, global, lock, park_timeout, thread, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::thread::{attach, come_online, current_slot, detach, state, ThreadState};
 
 pub(crate) struct World {
-    /// Held for the whole stop: one stop at a time.
-    turn: Mutex<()>,
+    /// True for the whole stop: one stop at a time. A flag under a mutex,
+    /// not a held mutex guard, so that waiting for the turn can time out.
+    turn: Mutex<bool>,
+    /// Signalled when the turn is released.
+    turn_free: Condvar,
     /// Threads asked to stop that have not yet parked, plus the requester's
     /// own token while it is still visiting slots.
     remaining: AtomicUsize,
@@ -53,12 +59,33 @@ pub(crate) struct World {
 impl World {
     crate::sync::loom_const_fn! {
         fn new() -> World {
-            World { turn: Mutex::new(()), remaining: AtomicUsize::new(0), requester: Mutex::new(None) }
+            World {
+                turn: Mutex::new(false),
+                turn_free: Condvar::new(),
+                remaining: AtomicUsize::new(0),
+                requester: Mutex::new(None),
+            }
         }
     }
 }
 
 global!(world: World = World::new());
+
+const_thread_local! {
+    /// This thread holds a `StopTheWorld`: it must not wait for a stop to end.
+    static HOLDS_STOP: Cell<bool> = Cell::new(false);
+}
+
+/// Panics if the current thread holds a stop: `what` would wait for that
+/// stop to end, forever.
+pub(crate) fn assert_not_stopping(what: &str) {
+    if HOLDS_STOP.try_with(Cell::get).unwrap_or(false) {
+        panic!(
+            "gcmalloc: {what} on the thread that holds a StopTheWorld would wait for that stop to end, \
+             forever; drop the StopTheWorld first (register threads before stopping the world)"
+        );
+    }
+}
 
 /// A stopped world: every other registered thread is parked (at a safepoint
 /// or detached) until this guard is dropped.
@@ -71,11 +98,13 @@ global!(world: World = World::new());
 /// requester itself holds it). The requester may scan and mutate the heap
 /// (trace, move or free objects of other threads), and call QSBR functions.
 /// Detached threads may still be running code that does not touch managed
-/// memory — including allocating: the allocator itself is not stopped. Do not
-/// register threads, or start another stop, from the requesting thread.
+/// memory — including allocating: the allocator itself is not stopped.
+/// Registering a thread, or starting another stop, from the requesting thread
+/// panics (either would wait for this stop to end).
 #[must_use = "the world restarts when the guard is dropped"]
 pub struct StopTheWorld {
-    _turn: MutexGuard<'static, ()>,
+    /// Not `Send`: the stop belongs to the thread that made it.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl fmt::Debug for StopTheWorld {
@@ -118,8 +147,11 @@ impl StopTheWorld {
 impl Drop for StopTheWorld {
     fn drop(&mut self) {
         restart();
-        // `_turn` is released after this: the next stop starts only once
+        // The turn is released after this: the next stop starts only once
         // every thread has its state back.
+        HOLDS_STOP.with(|h| h.set(false));
+        *lock(&world().turn) = false;
+        world().turn_free.notify_one();
     }
 }
 
@@ -142,31 +174,44 @@ impl StalledThread {
     }
 }
 
-/// [`stop_the_world_timeout`] gave up: these threads never reached a
-/// safepoint. The world was restarted before this error was returned.
+/// A stop-the-world did not complete in time: [`stop_the_world_timeout`]
+/// gave up (the world was restarted before this error was returned), or a
+/// stop is still waiting and reports it ([`set_stall_report`]).
 #[derive(Debug, Clone)]
 pub struct StallError {
     timeout: Duration,
     stalled: Vec<StalledThread>,
+    another_stop: bool,
 }
 
 impl StallError {
-    /// The threads that did not stop in time (at least one).
+    /// The threads that had not reached a safepoint. Empty if the time ran
+    /// out while waiting for another thread's stop to end
+    /// ([`another_stop`](Self::another_stop)).
     pub fn stalled(&self) -> &[StalledThread] {
         &self.stalled
     }
 
-    /// The timeout that expired.
+    /// The time that ran out (the timeout, or how long a stop has waited).
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// True if the time ran out while another thread's stop-the-world was
+    /// still in progress, before this one could begin.
+    pub fn another_stop(&self) -> bool {
+        self.another_stop
     }
 }
 
 impl fmt::Display for StallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.another_stop {
+            return write!(f, "stop-the-world timed out after {:?} waiting for another thread's stop to end", self.timeout);
+        }
         write!(
             f,
-            "stop-the-world timed out after {:?}; {} thread(s) did not reach a safepoint:",
+            "stop-the-world waited {:?}; {} thread(s) did not reach a safepoint:",
             self.timeout,
             self.stalled.len()
         )?;
@@ -174,19 +219,60 @@ impl fmt::Display for StallError {
             let name = s.thread.name().unwrap_or("<unnamed>");
             write!(f, " {:?} {:?} ({})", s.thread.id(), name, s.state)?;
         }
-        Ok(())
+        f.write_str(
+            ". Registered threads must call quiescent() regularly and detach around blocking calls \
+             (ThreadHandle::blocking)",
+        )
     }
 }
 
 impl std::error::Error for StallError {}
 
+/// How a stop without deadline reports threads that keep it waiting.
+struct StallReport {
+    every: Duration,
+    report: fn(&StallError),
+}
+
+/// Diagnostics configuration: a std mutex even under loom (not part of the
+/// protocol), read once per reported delay.
+static STALL_REPORT: std::sync::Mutex<StallReport> =
+    std::sync::Mutex::new(StallReport { every: Duration::from_secs(1), report: report_on_stderr });
+
+fn report_on_stderr(stall: &StallError) {
+    eprintln!("gcmalloc: {stall}; still waiting");
+}
+
+/// Sets how [`stop_the_world`] reports threads that keep it waiting: after
+/// every `every` (default 1 s, like the JVM's safepoint timeout) it calls
+/// `report` with the threads that have not reached a safepoint (id, name,
+/// state), and keeps waiting. The default prints one line on stderr.
+///
+/// ```
+/// use std::time::Duration;
+/// fn log(stall: &gcmalloc::StallError) {
+///     eprintln!("collector blocked: {stall}");
+/// }
+/// gcmalloc::set_stall_report(Duration::from_millis(500), log);
+/// ```
+pub fn set_stall_report(every: Duration, report: fn(&StallError)) {
+    *STALL_REPORT.lock().unwrap_or_else(|e| e.into_inner()) = StallReport { every, report };
+}
+
 /// Stops every other registered thread and returns when all of them are
 /// parked (at a safepoint, or detached). Dropping the guard restarts them.
 ///
 /// Waits without spinning. Another stop in progress is waited for first. The
-/// caller may be registered (it is never waited for) or not. It hangs as long
-/// as an attached thread never reaches a safepoint; prefer
-/// [`stop_the_world_timeout`] where that can happen.
+/// caller may be registered (it is never waited for) or not. It waits as
+/// long as an attached thread does not reach a safepoint, but never
+/// silently: every second (see [`set_stall_report`]) it reports the threads
+/// it waits for. Prefer [`stop_the_world_timeout`] where giving up is an
+/// option.
+///
+/// # Panics
+///
+/// On the thread that already holds a `StopTheWorld` (it would wait for
+/// itself): use the guard you hold.
 ///
 /// ```
 /// let world = gcmalloc::stop_the_world();
@@ -200,10 +286,19 @@ pub fn stop_the_world() -> StopTheWorld {
     }
 }
 
-/// Like [`stop_the_world`], but gives up at `timeout`: the world is restarted
+/// Like [`stop_the_world`], but gives up at `timeout`, counted from the call
+/// (waiting for another thread's stop included): the world is restarted
 /// cleanly and the error names every thread that did not reach a safepoint
 /// (thread id, name, state) — a thread spinning without safepoints is
 /// diagnosed instead of hanging the process.
+///
+/// A registered, attached caller waits for another stop detached; if the
+/// time runs out it attaches again before returning, which waits until that
+/// other stop has ended.
+///
+/// # Panics
+///
+/// On the thread that already holds a `StopTheWorld`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -217,9 +312,15 @@ pub fn stop_the_world_timeout(timeout: Duration) -> Result<StopTheWorld, StallEr
 }
 
 fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallError> {
+    assert_not_stopping("stop_the_world()");
     let w = world();
     let me = current_slot();
-    let turn = take_turn(w, me);
+    let start = Instant::now();
+    if !take_turn(w, me, deadline.map(|(at, _)| at)) {
+        let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
+        return Err(StallError { timeout, stalled: Vec::new(), another_stop: true });
+    }
+    HOLDS_STOP.with(|h| h.set(true));
     *lock(&w.requester) = Some(thread::current());
     w.remaining.store(1, Ordering::Relaxed);
     {
@@ -231,39 +332,76 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
             }
         }
     }
-    let guard = StopTheWorld { _turn: turn };
+    let guard = StopTheWorld { _not_send: PhantomData };
     if w.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
         return Ok(guard);
     }
+    let mut next_report = start;
     while w.remaining.load(Ordering::Acquire) != 0 {
+        let now = Instant::now();
         match deadline {
-            None => thread::park(),
             Some((at, timeout)) => {
-                let now = Instant::now();
                 if now >= at {
                     let stalled = stalled_threads();
                     drop(guard); // restarts the world
-                    return Err(StallError { timeout, stalled });
+                    return Err(StallError { timeout, stalled, another_stop: false });
                 }
                 park_timeout(at - now);
+            }
+            None => {
+                let (every, report) = {
+                    let r = STALL_REPORT.lock().unwrap_or_else(|e| e.into_inner());
+                    (r.every, r.report)
+                };
+                if next_report == start {
+                    next_report = start + every;
+                } else if now >= next_report {
+                    let stalled = stalled_threads();
+                    if !stalled.is_empty() {
+                        report(&StallError { timeout: now - start, stalled, another_stop: false });
+                    }
+                    next_report = now + every;
+                }
+                park_timeout(next_report.saturating_duration_since(now));
             }
         }
     }
     Ok(guard)
 }
 
-/// Takes the stop mutex. An attached requester detaches while it waits (a
-/// stop in progress may be waiting for it), and attaches again after: a CAS
-/// each way, small next to a stop.
-fn take_turn(w: &'static World, me: Option<&Slot>) -> MutexGuard<'static, ()> {
+/// Takes the turn to stop the world, waiting for a stop in progress until
+/// `deadline` (false if it passed). An attached requester detaches while it
+/// waits (the stop in progress may be waiting for it), and attaches again
+/// after: a CAS each way, small next to a stop.
+fn take_turn(w: &'static World, me: Option<&Slot>, deadline: Option<Instant>) -> bool {
     let attached = me.filter(|s| {
         matches!(s.state.load(Ordering::Acquire), state::ATTACHED | state::STOP_REQUESTED)
     });
-    let Some(me) = attached else { return lock(&w.turn) };
-    detach(me);
-    let turn = lock(&w.turn);
-    attach(me); // the previous stop has restarted: one CAS
-    turn
+    if let Some(me) = attached {
+        detach(me);
+    }
+    let mut held = lock(&w.turn);
+    let taken = loop {
+        if !*held {
+            *held = true;
+            break true;
+        }
+        held = match deadline {
+            None => w.turn_free.wait(held).unwrap_or_else(|e| e.into_inner()),
+            Some(at) => {
+                let now = Instant::now();
+                if now >= at {
+                    break false;
+                }
+                w.turn_free.wait_timeout(held, at - now).unwrap_or_else(|e| e.into_inner()).0
+            }
+        };
+    };
+    drop(held);
+    if let Some(me) = attached {
+        attach(me); // taken: the previous stop has restarted, one CAS
+    }
+    taken
 }
 
 /// Asks `slot`'s thread to stop (see the module docs).

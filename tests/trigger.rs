@@ -225,3 +225,16 @@ fn rss_source_sees_touched_memory() {
     assert!(trigger.should_collect(), "256 MiB more RSS must pass the gate");
     drop(block);
 }
+
+#[test]
+fn counts_saturate_instead_of_wrapping() {
+    // Release builds used to wrap: 2 x (usize::MAX / 2) + 10 read as 8.
+    let trigger = GcTrigger::builder().source(MemorySource::None).build();
+    trigger.record_alloc(usize::MAX / 2);
+    trigger.record_alloc(usize::MAX / 2);
+    trigger.record_alloc(10);
+    assert_eq!(trigger.pending(), usize::MAX);
+    assert!(trigger.should_collect());
+    trigger.collected();
+    assert_eq!(trigger.pending(), 0);
+}

@@ -268,6 +268,19 @@ pub struct Stats {
     /// The online thread with the oldest sequence, if it is behind the write
     /// sequence.
     pub laggard: Option<Laggard>,
+    /// Retired objects whose `Drop` panicked, since the process started. The
+    /// panic is caught where the object was reclaimed (after the panic hook
+    /// reported it), so it never surfaces in an unrelated call and never
+    /// aborts a thread's exit.
+    pub drop_panics: usize,
+}
+
+/// Panics caught in reclaimed objects' `Drop`s (see [`Stats::drop_panics`]).
+/// Diagnostics only: a std atomic even under loom.
+static DROP_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn record_drop_panic() {
+    DROP_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The thread that holds the oldest goal back (see [`Stats::laggard`]).
@@ -372,6 +385,7 @@ impl Domain {
             write_seq: wr,
             read_seq: self.rd_seq.load(Ordering::Acquire),
             laggard,
+            drop_panics: DROP_PANICS.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

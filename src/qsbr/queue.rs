@@ -43,10 +43,21 @@ impl Item {
     }
 
     /// Frees the item. Its goal must be reached.
+    ///
+    /// A panic in the item's `Drop` is caught here: it must not surface in
+    /// whichever unrelated call happened to reclaim the item (a quiescent
+    /// state, another thread's `retire`, a handle's drop), nor abort the
+    /// process when that call runs at thread exit. The panic hook has
+    /// already reported it; the object is gone as far as its `Drop` got, and
+    /// [`super::Stats::drop_panics`] counts it.
     pub(crate) fn reclaim(self) {
+        let (ptr, reclaim) = (self.ptr, self.reclaim);
         // SAFETY: `Item::new`'s contract; the caller checked the goal, and
         // taking `self` by value means this runs at most once.
-        unsafe { (self.reclaim)(self.ptr) }
+        let run = move || unsafe { reclaim(ptr) };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+            super::record_drop_panic();
+        }
     }
 }
 

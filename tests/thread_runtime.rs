@@ -1,0 +1,343 @@
+//! The registered-thread runtime against the patterns real runtimes use and
+//! that outside client programs broke it with (the thread-runtime issue's
+//! numbered findings): re-entry from a reclaimed object's `Drop` at thread
+//! exit, handles kept in `thread_local`s, panicking `Drop`s, registering
+//! late, nested stops, and a stop that must not wait past its deadline.
+//!
+//! Each test ends by checking the process-wide invariants: every retired
+//! object dropped exactly once, `registered_threads` back to where it
+//! started, and a stop of the world that succeeds.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gcmalloc::{qsbr, register_thread, ThreadHandle};
+
+#[global_allocator]
+static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
+
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// A linked list node whose `Drop` retires its tail: every drop re-enters QSBR.
+struct Node(Option<Box<Node>>);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, SeqCst);
+        if let Some(tail) = self.0.take() {
+            qsbr::retire(tail);
+        }
+    }
+}
+
+fn list(len: usize) -> Box<Node> {
+    (1..len).fold(Box::new(Node(None)), |tail, _| Box::new(Node(Some(tail))))
+}
+
+/// Runs `f` on a thread and joins it — thread-local destructors included —
+/// failing (instead of hanging the test run) if that takes over `limit`.
+fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let worker = thread::spawn(f);
+    let (done, joined) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(worker.join());
+    });
+    match joined.recv_timeout(limit) {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("{what}: did not finish within {limit:?} (a hang)"),
+    }
+}
+
+/// Drives reclamation until `dropped` objects are dropped, or fails after 10 s.
+fn wait_until_dropped(expected: usize, what: &str) {
+    let me = register_thread();
+    let start = Instant::now();
+    while DROPPED.load(SeqCst) < expected {
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}: {} of {expected} dropped", DROPPED.load(SeqCst));
+        qsbr::retire(Box::new(0u64)); // processes this thread's queue and the orphans
+        me.quiescent();
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(me);
+    assert_eq!(DROPPED.load(SeqCst), expected, "{what}: dropped more than once");
+}
+
+fn invariants(registered_at_start: usize, what: &str) {
+    assert_eq!(qsbr::stats().registered_threads, registered_at_start, "{what}: registrations left behind");
+    let world = within(Duration::from_secs(10), what, || gcmalloc::stop_the_world_timeout(Duration::from_secs(5)).is_ok());
+    assert!(world, "{what}: a final stop of the world failed");
+}
+
+/// Finding 1: a `Drop` that retires, run by the exit hand-off, used to put
+/// its item on the dying thread's queue without a goal; the orphan queue
+/// could never pop it, and the slot's next owner crashed in a seal.
+fn retiring_from_a_drop_at_thread_exit() {
+    DROPPED.store(0, SeqCst);
+    let start = qsbr::stats().registered_threads;
+    const LEN: usize = 1_000;
+    for round in 0..20 {
+        within(Duration::from_secs(10), "a thread retiring a list and exiting", move || {
+            let me = register_thread();
+            qsbr::retire(list(LEN));
+            if round % 2 == 0 {
+                drop(me); // the handle's drop hands the queue off
+            } else {
+                std::mem::forget(me); // the exit guard does
+            }
+        });
+    }
+    wait_until_dropped(20 * LEN, "lists retired by exiting threads");
+    // The slots are reused: their queues must be sound.
+    for _ in 0..50 {
+        within(Duration::from_secs(10), "a thread reusing a slot", || {
+            let me = register_thread();
+            (0..300).for_each(|i| qsbr::retire(Box::new(i)));
+            me.quiescent();
+        });
+    }
+    invariants(start, "retiring from a drop at exit");
+}
+
+thread_local! {
+    static KEPT: RefCell<Option<KeptHandle>> = const { RefCell::new(None) };
+}
+
+/// A runtime's per-thread mutator state, holding the thread's handle.
+struct KeptHandle(ThreadHandle);
+
+impl Drop for KeptHandle {
+    fn drop(&mut self) {
+        // After gcmalloc's exit guard: the registration has ended.
+        self.0.detach();
+        self.0.attach(); // used to park forever on a freed slot
+        self.0.quiescent();
+    }
+}
+
+/// Finding 2: a handle in a `thread_local` that is destroyed after
+/// gcmalloc's exit guard (its slot initialized first, so destroyed last).
+fn a_handle_in_a_thread_local_outlives_the_exit_guard() {
+    let start = qsbr::stats().registered_threads;
+    for _ in 0..20 {
+        within(Duration::from_secs(10), "a thread keeping its handle in a thread_local", || {
+            KEPT.with(|_| {}); // registered before gcmalloc's exit guard
+            let me = register_thread();
+            std::mem::forget(register_thread()); // a leaked one too: the exit guard ends the registration
+            me.quiescent();
+            KEPT.with(|k| *k.borrow_mut() = Some(KeptHandle(me)));
+        });
+    }
+    // Another thread takes the freed slots meanwhile: stale handles must not
+    // touch them (its stop below must find it attached and wait for it).
+    invariants(start, "handles in thread_locals");
+}
+
+struct RegistersInDrop;
+
+impl Drop for RegistersInDrop {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, SeqCst);
+        let me = register_thread();
+        qsbr::retire(Box::new([1u8; 32]));
+        me.quiescent();
+    }
+}
+
+/// Finding 3: `register_thread()` inside a reclaimed `Drop` during the exit
+/// hand-off unregistered the slot twice (`registered_threads` wrapped).
+fn registering_from_a_drop_at_thread_exit() {
+    DROPPED.store(0, SeqCst);
+    let start = qsbr::stats().registered_threads;
+    for _ in 0..20 {
+        within(Duration::from_secs(10), "a thread whose retired object registers", || {
+            let me = register_thread();
+            qsbr::retire(Box::new(RegistersInDrop));
+            drop(me);
+        });
+    }
+    wait_until_dropped(20, "objects that register in their drop");
+    invariants(start, "registering from a drop at exit");
+}
+
+struct PanicsInDrop;
+
+impl Drop for PanicsInDrop {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, SeqCst);
+        panic!("a retired object's drop panicked (on purpose)");
+    }
+}
+
+/// Finding 4: a panicking `Drop` of a retired object aborted the process at
+/// thread exit, or came out of an unrelated call and left a zombie
+/// registration behind.
+fn a_panicking_drop_neither_aborts_nor_escapes() {
+    DROPPED.store(0, SeqCst);
+    let start = qsbr::stats().registered_threads;
+    let panics = qsbr::stats().drop_panics;
+    for _ in 0..5 {
+        within(Duration::from_secs(10), "a thread retiring a panicking object and exiting", || {
+            let me = register_thread();
+            qsbr::retire(Box::new(PanicsInDrop));
+            std::mem::forget(me); // reclaimed by the exit hand-off, inside a TLS destructor
+        });
+    }
+    // Reclaimed in this thread's own calls: none of them may panic.
+    let me = register_thread();
+    for _ in 0..5 {
+        qsbr::retire(Box::new(PanicsInDrop));
+    }
+    let escaped = catch_unwind(AssertUnwindSafe(|| {
+        me.quiescent();
+        drop(me);
+    }));
+    assert!(escaped.is_ok(), "a retired object's panic came out of quiescent() or a handle's drop");
+    wait_until_dropped(10, "panicking objects");
+    assert_eq!(qsbr::stats().drop_panics - panics, 10, "every caught panic is counted");
+    invariants(start, "panicking drops");
+}
+
+struct RegistersLate;
+
+impl Drop for RegistersLate {
+    fn drop(&mut self) {
+        let me = register_thread();
+        qsbr::retire(Box::new(7u32));
+        me.quiescent();
+    }
+}
+
+thread_local! {
+    static LATE: RegistersLate = const { RegistersLate };
+}
+
+/// Finding 5: `register_thread()` in a thread-local destructor that runs
+/// after gcmalloc's exit guard aborted the process.
+fn registering_late_in_a_thread_local_destructor() {
+    let start = qsbr::stats().registered_threads;
+    for _ in 0..10 {
+        within(Duration::from_secs(10), "a thread registering in a late TLS destructor", || {
+            LATE.with(|_| {}); // destroyed after the exit guard below
+            drop(register_thread());
+            drop(register_thread());
+        });
+    }
+    invariants(start, "late registration");
+}
+
+/// Finding 7: nested stops and registering while holding a stop hung
+/// silently; now they panic with a message that says what to do.
+fn misuse_of_a_stop_panics_with_a_message() {
+    let message = |r: std::thread::Result<()>| -> String {
+        let e = r.expect_err("must panic");
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    };
+    let world = gcmalloc::stop_the_world();
+    let nested = message(catch_unwind(|| drop(gcmalloc::stop_the_world())));
+    assert!(nested.contains("holds a StopTheWorld"), "{nested}");
+    let timed = message(catch_unwind(|| drop(gcmalloc::stop_the_world_timeout(Duration::from_millis(10)))));
+    assert!(timed.contains("holds a StopTheWorld"), "{timed}");
+    let register = message(catch_unwind(|| drop(register_thread())));
+    assert!(register.contains("register threads before stopping the world"), "{register}");
+    drop(world);
+    drop(gcmalloc::stop_the_world()); // the misuse left nothing behind
+}
+
+/// Finding 7: `stop_the_world_timeout(200 ms)` returned after 3 s while
+/// another thread held a stop: the deadline now covers waiting for the turn.
+fn a_timeout_covers_waiting_for_another_stop() {
+    let (held, wait) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let world = gcmalloc::stop_the_world();
+        held.send(()).unwrap();
+        released.recv().unwrap();
+        drop(world);
+    });
+    wait.recv().unwrap();
+    let start = Instant::now();
+    let err = gcmalloc::stop_the_world_timeout(Duration::from_millis(200)).expect_err("another stop is held");
+    let took = start.elapsed();
+    assert!(err.another_stop() && err.stalled().is_empty(), "{err}");
+    assert!(took < Duration::from_millis(1_000), "returned after {took:?}");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+}
+
+/// Finding 7: a registered thread that blocks while attached made every stop
+/// wait forever without a word. `stop_the_world()` now reports it (here to
+/// a hook) and keeps waiting; `ThreadHandle::blocking` is the fix.
+fn a_stop_reports_a_thread_blocked_while_attached() {
+    static REPORTS: AtomicUsize = AtomicUsize::new(0);
+    fn count(stall: &gcmalloc::StallError) {
+        assert!(stall.stalled().iter().any(|t| t.thread().name() == Some("blocked-attached")), "{stall}");
+        REPORTS.fetch_add(1, SeqCst);
+    }
+    gcmalloc::set_stall_report(Duration::from_millis(50), count);
+    let (registered, wait) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let blocked = thread::Builder::new()
+        .name("blocked-attached".into())
+        .spawn(move || {
+            let me = register_thread();
+            registered.send(()).unwrap();
+            released.recv().unwrap(); // blocks attached: the mistake
+            me.quiescent();
+            // The fix: detached for the blocking call.
+            me.blocking(|| thread::sleep(Duration::from_millis(300)));
+        })
+        .unwrap();
+    wait.recv().unwrap();
+    let releaser = thread::spawn(move || {
+        while REPORTS.load(SeqCst) < 2 {
+            thread::sleep(Duration::from_millis(10));
+        }
+        release.send(()).unwrap();
+    });
+    within(Duration::from_secs(10), "a stop waiting for a blocked thread", || {
+        drop(gcmalloc::stop_the_world());
+    });
+    assert!(REPORTS.load(SeqCst) >= 2, "the stop waited without reporting");
+    releaser.join().unwrap();
+    // While it sleeps inside blocking(), a stop does not wait for it.
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    drop(gcmalloc::stop_the_world());
+    assert!(start.elapsed() < Duration::from_millis(200), "stopped a thread in blocking() took {:?}", start.elapsed());
+    blocked.join().unwrap();
+    gcmalloc::set_stall_report(Duration::from_secs(1), |s| eprintln!("gcmalloc: {s}; still waiting"));
+}
+
+/// Runs without libtest (`harness = false` in Cargo.toml): the invariants
+/// are process wide (registered threads, dropped objects).
+fn main() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let expected = ["(on purpose)", "holds a StopTheWorld"];
+        let text = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        if !expected.iter().any(|e| text.contains(e)) {
+            report(info);
+        }
+    }));
+    let tests: [(&str, fn()); 8] = [
+        ("retiring_from_a_drop_at_thread_exit", retiring_from_a_drop_at_thread_exit),
+        ("a_handle_in_a_thread_local_outlives_the_exit_guard", a_handle_in_a_thread_local_outlives_the_exit_guard),
+        ("registering_from_a_drop_at_thread_exit", registering_from_a_drop_at_thread_exit),
+        ("a_panicking_drop_neither_aborts_nor_escapes", a_panicking_drop_neither_aborts_nor_escapes),
+        ("registering_late_in_a_thread_local_destructor", registering_late_in_a_thread_local_destructor),
+        ("misuse_of_a_stop_panics_with_a_message", misuse_of_a_stop_panics_with_a_message),
+        ("a_timeout_covers_waiting_for_another_stop", a_timeout_covers_waiting_for_another_stop),
+        ("a_stop_reports_a_thread_blocked_while_attached", a_stop_reports_a_thread_blocked_while_attached),
+    ];
+    for (name, test) in tests {
+        test();
+        println!("test {name} ... ok");
+    }
+}
