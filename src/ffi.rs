@@ -50,6 +50,8 @@ mimalloc_fns! {
     /// thread's heap only while that thread is parked at a safepoint.
     fn mi_acct_refresh(heap: *mut c_void);
     fn mi_heap_get_default() -> *mut c_void;
+    /// Takes (true) or releases (false) the accounting's heap-list lock.
+    fn mi_acct_fork_lock(lock: bool);
     fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
     fn mi_collect(force: bool);
 }

@@ -58,6 +58,8 @@
 mod accounting;
 mod allocator;
 mod ffi;
+#[cfg(all(unix, not(loom)))]
+mod fork;
 mod proc_memory;
 pub mod qsbr;
 mod sync;

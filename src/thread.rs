@@ -156,6 +156,8 @@ pub fn register_thread() -> ThreadHandle {
     crate::world::assert_not_stopping("register_thread()");
     // Before any thread is online: from now on emptied pages wait for goals.
     crate::type_stable::install_hooks();
+    #[cfg(all(unix, not(loom)))]
+    crate::fork::install_handlers();
     let Some(slot) = domain().registry.register(thread::current()) else {
         std::alloc::handle_alloc_error(core::alloc::Layout::new::<Slot>())
     };

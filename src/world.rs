@@ -76,6 +76,25 @@ const_thread_local! {
     static HOLDS_STOP: Cell<bool> = Cell::new(false);
 }
 
+/// Before a `fork`: takes the stop turn (waiting for a stop in progress, as
+/// `stop_the_world` does), so the child never inherits another thread's
+/// stop. False if the forking thread holds the stop itself.
+#[cfg(all(unix, not(loom)))]
+pub(crate) fn take_turn_for_fork() -> bool {
+    if HOLDS_STOP.try_with(Cell::get).unwrap_or(false) {
+        return false;
+    }
+    take_turn(world(), current_slot(), None)
+}
+
+/// After a `fork`, in parent and child: gives back the turn taken by
+/// [`take_turn_for_fork`].
+#[cfg(all(unix, not(loom)))]
+pub(crate) fn release_turn_after_fork() {
+    *lock(&world().turn) = false;
+    world().turn_free.notify_one();
+}
+
 /// Panics if the current thread holds a stop: `what` would wait for that
 /// stop to end, forever.
 pub(crate) fn assert_not_stopping(what: &str) {

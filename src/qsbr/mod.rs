@@ -85,7 +85,8 @@ mod reclaim;
 mod registry;
 mod seq;
 
-pub(crate) use registry::Slot;
+pub(crate) use queue::Fifo;
+pub(crate) use registry::{Inner as RegistryInner, Slot};
 pub(crate) use seq::{any_thread_online, goal_reached, page_goal};
 
 use core::fmt;
@@ -93,7 +94,7 @@ use std::time::Instant;
 
 use crate::sync::{fence, global, thread::Thread, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::thread::ThreadState;
-use queue::{Fifo, Item};
+use queue::Item;
 use registry::Registry;
 use seq::{seq_lt, AdvanceLog, INCR};
 

@@ -137,6 +137,42 @@ impl Domain {
         self.orphan_bytes.store(orphans.bytes(), Ordering::Relaxed);
     }
 
+    /// Takes the orphan queue's lock (to keep it across a `fork`).
+    #[cfg(all(unix, not(loom)))]
+    pub(crate) fn lock_orphans(&self) -> crate::sync::MutexGuard<'_, Fifo> {
+        lock(&self.orphans)
+    }
+
+    /// In a forked child, where only the forking thread exists: frees every
+    /// other thread's slot, and moves its pending items (sealed) to the
+    /// orphan queue, so no registration of a thread that is not there holds
+    /// a goal or a stop back. The caller holds the registry and orphan locks.
+    #[cfg(all(unix, not(loom)))]
+    pub(crate) fn keep_only(
+        &self,
+        me: Option<&Slot>,
+        inner: &mut crate::sync::MutexGuard<'_, super::registry::Inner>,
+        orphans: &mut Fifo,
+    ) {
+        for slot in self.registry.slots() {
+            if me.is_some_and(|m| core::ptr::eq(m, slot)) || slot.state.load(Ordering::Acquire) == crate::thread::state::FREE {
+                continue;
+            }
+            // SAFETY: the slot's owner does not exist in this process (the
+            // child of a fork has only the forking thread), so this is the
+            // only reference to its queue.
+            let fifo = unsafe { slot.fifo() };
+            if fifo.unsealed().0 > 0 {
+                fifo.seal(self.advance());
+            }
+            orphans.append(fifo);
+            slot.publish_pending(fifo);
+            slot.ticks.set(0);
+            self.registry.free_orphaned(slot, inner);
+        }
+        self.publish_orphans(orphans);
+    }
+
     /// Called by a thread that is unregistering (already offline): seals its
     /// queue, reclaims what is due, hands the rest to the orphan queue.
     pub(crate) fn hand_off(&self, slot: &Slot) {

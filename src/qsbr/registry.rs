@@ -206,6 +206,17 @@ impl Registry {
         old
     }
 
+    /// Frees `slot`, whose thread does not exist (in a forked child), with the
+    /// registry mutex held (`inner` is its guard).
+    #[cfg(all(unix, not(loom)))]
+    pub(crate) fn free_orphaned(&self, slot: &Slot, inner: &mut MutexGuard<'_, Inner>) {
+        slot.seq.store(0, Ordering::Release);
+        slot.state.store(state::FREE, Ordering::Release);
+        // SAFETY: the registry mutex is held (`inner`).
+        unsafe { *slot.thread.get() = None };
+        inner.registered -= 1;
+    }
+
     /// Some(lower bound of every online `seq`) if each is at least `goal`,
     /// None as soon as one is not. `wr` is the write sequence, loaded before
     /// the SeqCst fence that must precede this call.

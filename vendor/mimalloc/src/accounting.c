@@ -128,6 +128,15 @@ void _mi_heap_acct_unregister(mi_heap_t* heap) {
 }
 
 
+// The heap list's lock across fork(): taken by the forking thread before the
+// fork and released after it in parent and child, so a child never inherits
+// it held by a thread that it does not have (its next thread would block).
+void mi_acct_fork_lock(bool lock) mi_attr_noexcept {
+  if (lock) { mi_lock_acquire(&mi_acct.lock); }
+       else { mi_lock_release(&mi_acct.lock); }
+}
+
+
 /* -----------------------------------------------------------
   Abandoned pages
 ----------------------------------------------------------- */
