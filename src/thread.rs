@@ -220,6 +220,7 @@ impl ThreadHandle {
         let Some(slot) = self.slot() else { return };
         if slot.state.load(Ordering::Relaxed) == state::ATTACHED
             && slot.pending_items.load(Ordering::Relaxed) == 0
+            && !domain().has_orphans()
         {
             slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Release);
         } else {
@@ -311,6 +312,10 @@ fn quiescent_slow(slot: &Slot) {
     slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Release);
     if slot.pending_items.load(Ordering::Relaxed) != 0 {
         domain().quiescent_with_pending(slot);
+    } else {
+        // Items of exited (or detached, or never registered) threads: every
+        // online thread's quiescent states move them along.
+        domain().process_orphans();
     }
 }
 
@@ -321,6 +326,11 @@ pub(crate) fn detach(slot: &Slot) {
         Ok(_) => {}
         Err(state::STOP_REQUESTED) => crate::world::detach_during_stop(slot),
         Err(_) => {} // already detached
+    }
+    if slot.pending_items.load(Ordering::Relaxed) != 0 {
+        // Only this thread processes its own queue, and a detached thread
+        // may block for long: its items go where any thread processes them.
+        domain().hand_off(slot);
     }
 }
 

@@ -256,6 +256,13 @@ pub fn poll(goal: Goal) -> bool {
 #[non_exhaustive]
 pub struct Stats {
     /// Delayed frees not yet reclaimed, over all threads and the orphan queue.
+    /// What a thread that never quiesces holds back, with
+    /// [`laggard`](Self::laggard) naming it: QSBR cannot free what that
+    /// thread may still read. Bounded per retiring thread by the seal limits
+    /// only while goals are reached; with a stuck attached thread it grows
+    /// with what is retired, as `delayed_page_bytes` grows with emptied pages
+    /// (large/huge pages waiting for a goal are reused by later large/huge
+    /// allocations they fit, so a loop of them holds a few blocks).
     pub pending_items: usize,
     /// Their bytes (`size_of::<T>()` for [`retire`], usable size for
     /// [`free_delayed`]).
@@ -269,6 +276,11 @@ pub struct Stats {
     /// The online thread with the oldest sequence, if it is behind the write
     /// sequence.
     pub laggard: Option<Laggard>,
+    /// Empty pages waiting for a goal before another size class, heap or the
+    /// OS may have them ([type-stable pages](crate::set_page_reuse_delay)),
+    /// in bytes: the other memory that a thread holding goals back keeps
+    /// (with [`Usage::delayed_bytes`](crate::Usage::delayed_bytes)).
+    pub delayed_page_bytes: usize,
     /// Retired objects whose `Drop` panicked, since the process started. The
     /// panic is caught where the object was reclaimed (after the panic hook
     /// reported it), so it never surfaces in an unrelated call and never
@@ -386,6 +398,7 @@ impl Domain {
             write_seq: wr,
             read_seq: self.rd_seq.load(Ordering::Acquire),
             laggard,
+            delayed_page_bytes: crate::usage().delayed_bytes,
             drop_panics: DROP_PANICS.load(std::sync::atomic::Ordering::Relaxed),
         }
     }

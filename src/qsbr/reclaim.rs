@@ -95,6 +95,13 @@ impl Domain {
         }
     }
 
+    /// True if the orphan queue holds items (one relaxed load of a word
+    /// written only when the queue changes).
+    #[inline]
+    pub(crate) fn has_orphans(&self) -> bool {
+        self.orphan_items.load(Ordering::Relaxed) != 0
+    }
+
     /// Reclaims orphans whose goal is reached, if no one else is at it.
     pub(crate) fn process_orphans(&self) {
         if self.orphan_items.load(Ordering::Relaxed) == 0 {
@@ -173,18 +180,24 @@ impl Domain {
         self.publish_orphans(orphans);
     }
 
-    /// Called by a thread that is unregistering (already offline): seals its
-    /// queue, reclaims what is due, hands the rest to the orphan queue.
+    /// Called by a thread that is unregistering or detaching (offline):
+    /// seals its queue, reclaims what is due, hands the rest to the orphan
+    /// queue. What the reclaimed objects' `Drop`s retire meanwhile (a
+    /// detaching thread is still registered) is sealed before it goes: an
+    /// unsealed item has no goal and would block the orphan queue.
     pub(crate) fn hand_off(&self, slot: &Slot) {
-        {
-            // SAFETY: `slot` is the current thread's own slot.
+        let seal = || {
+            // SAFETY: `slot` is the current thread's own slot; the borrow
+            // ends within this call.
             let fifo = unsafe { slot.fifo() };
             if fifo.unsealed().0 > 0 {
                 fifo.seal(self.advance());
             }
-        }
+        };
+        seal();
         self.process_local(slot);
-        // SAFETY: as above; the previous borrow has ended.
+        seal();
+        // SAFETY: as above; the previous borrows have ended.
         let fifo = unsafe { slot.fifo() };
         if fifo.len() > 0 {
             let mut orphans = lock(&self.orphans);

@@ -197,3 +197,27 @@ void _mi_heap_collect_delayed(mi_heap_t* heap) {
     page = next;
   }
 }
+
+// A large or huge allocation of `block_size` may reuse an empty large/huge
+// page of this heap that waits for its goal, if the block fits (wasting at
+// most half of it): the page is not handed to another size class or to the
+// OS, and its block starts where a reader may still look, so it stays
+// type-stable -- while a thread that never quiesces holds the goal, the same
+// few pages serve a loop of large allocations instead of piling up.
+mi_page_t* _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool is_huge) {
+  mi_page_t* next;
+  for (mi_page_t* page = heap->delay_first; page != NULL; page = next) {
+    next = page->delay_next;  // collecting the page may drop it from the FIFO
+    const size_t have = mi_page_block_size(page);
+    if (!mi_page_is_large_or_huge(page) || mi_page_is_huge(page) != is_huge) continue;
+    if (have < block_size || have / 2 > block_size) continue;
+    _mi_page_free_collect(page, false);
+    if (!mi_page_all_free(page) || !mi_page_immediate_available(page)) continue;
+    // A single-block page went to the full queue when it was allocated and
+    // waits there; the allocation path puts it back once its block is taken.
+    if (mi_page_is_in_full(page)) { _mi_page_unfull(page); }
+    _mi_page_delay_cancel(page);  // in use again: leaves the FIFO and counts again
+    return page;
+  }
+  return NULL;
+}

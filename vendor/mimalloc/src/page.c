@@ -978,7 +978,9 @@ static mi_page_t* mi_large_huge_page_alloc(mi_heap_t* heap, size_t size, size_t 
   mi_assert_internal(!is_huge || mi_page_queue_is_huge(pq));
   #endif
   _mi_heap_collect_delayed(heap);  // gcmalloc: free empty pages whose QSBR goal is reached
-  mi_page_t* page = mi_page_fresh_alloc(heap, pq, block_size, page_alignment);
+  // gcmalloc: or reuse an empty one that waits for its goal and fits
+  mi_page_t* page = (page_alignment == 0 ? _mi_heap_delay_reuse_large(heap, block_size, is_huge) : NULL);
+  if (page == NULL) { page = mi_page_fresh_alloc(heap, pq, block_size, page_alignment); }
   if (page != NULL) {
     mi_assert_internal(mi_page_immediate_available(page));
 

@@ -259,6 +259,7 @@ void        _mi_page_delay_abandon(mi_page_t* page);
 void        _mi_page_delay_reclaim(mi_heap_t* heap, mi_page_t* page);
 void        _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from);
 void        _mi_heap_collect_delayed(mi_heap_t* heap);
+mi_page_t*  _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool is_huge);
 void        _mi_page_delay_abandoned(size_t* pages, size_t* bytes);
 
 void        _mi_page_use_delayed_free(mi_page_t* page, mi_delayed_t delay, bool override_never);
