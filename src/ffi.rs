@@ -51,6 +51,7 @@ mimalloc_fns! {
     fn mi_acct_refresh(heap: *mut c_void);
     fn mi_heap_get_default() -> *mut c_void;
     /// Takes (true) or releases (false) the accounting's heap-list lock.
+    #[cfg(all(unix, not(loom)))]
     fn mi_acct_fork_lock(lock: bool);
     fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
     fn mi_collect(force: bool);

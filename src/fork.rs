@@ -25,15 +25,16 @@
 use std::cell::RefCell;
 use std::sync::{MutexGuard, Once};
 
-use crate::qsbr::{domain, RegistryInner};
-use crate::{ffi, thread, world};
+use crate::qsbr::domain;
+use crate::registry::{current_slot, registry, Inner as RegistryInner};
+use crate::{ffi, world};
 
 /// What the forking thread holds between the prepare and the after-fork
 /// handlers.
 struct Held {
     turn: bool,
     registry: MutexGuard<'static, RegistryInner>,
-    orphans: MutexGuard<'static, crate::qsbr::Fifo>,
+    orphans: MutexGuard<'static, crate::queue::Fifo>,
 }
 
 std::thread_local! {
@@ -55,7 +56,7 @@ pub(crate) fn install_handlers() {
 
 extern "C" fn prepare() {
     let turn = world::take_turn_for_fork();
-    let registry = domain().registry.lock();
+    let registry = registry().lock();
     let orphans = domain().lock_orphans();
     // SAFETY: takes our accounting lock; released by `parent` or `child`.
     unsafe { ffi::mi_acct_fork_lock(true) };
@@ -68,7 +69,7 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     release(|held| {
-        let me = thread::current_slot();
+        let me = current_slot();
         domain().keep_only(me, &mut held.registry, &mut held.orphans);
         held.registry.stopping = false;
     });

@@ -22,6 +22,7 @@
 //! | to decide when to collect | [`GcTrigger`]: a young-allocation threshold gated by memory growth ([`Pacing`]), reading the estimate or RSS ([`MemorySource`]) |
 //! | lock-free readers and deferred frees | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::free_delayed`] (the algorithm is described in [`qsbr`]) |
 //! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]) |
+//! | a registered thread to block (join, recv, a lock, I/O) without holding QSBR goals or stops back | [`ThreadHandle::blocking`] |
 //! | freed object headers to stay readable by optimistic readers | type-stable pages, on by default: an emptied page serves only its own size class until every registered thread has quiesced ([`set_page_reuse_delay`]) |
 //!
 //! A runtime's collector loop, in short:
@@ -51,6 +52,28 @@
 //! 2-core machine): [`estimate`] about 2 ns at any thread count, against
 //! about 1 µs to read RSS from `/proc`; [`ThreadHandle::quiescent`] under
 //! 1 ns; [`GcTrigger::record_alloc`] about 1 ns.
+//!
+//! # Glossary
+//!
+//! * **retire** ([`qsbr::retire`], [`qsbr::free_delayed`]): hand an unlinked
+//!   object to QSBR, which drops or frees it once a *goal* is reached.
+//! * **goal**: a point of the QSBR write sequence; *reached* once every
+//!   registered thread online when it was made has passed a *quiescent
+//!   state* ([`ThreadHandle::quiescent`]) or gone offline (detached, exited).
+//! * **delayed page reuse** (type-stable pages, [`set_page_reuse_delay`]): an
+//!   emptied mimalloc page waits for a goal before another size class, heap
+//!   or the OS may have it. Not to be confused with mimalloc's own
+//!   *delayed-free* flag (`MI_USE_DELAYED_FREE` in its C code), which routes
+//!   frees by other threads into full pages through the owner's list.
+//! * **orphans**: retired objects whose thread exited or detached, or that an
+//!   unregistered thread retired; any online thread's quiescent states
+//!   process them.
+//! * **sync** (of a page, for the estimate): setting what a page contributes
+//!   to the estimate to its live bytes, on an allocator slow path;
+//!   [`refresh_estimate`] syncs every page of a heap.
+//! * **attached / detached**: a registered thread that may read shared
+//!   memory without locks (and holds goals back, and is waited for by a
+//!   stop), or one that may not (and is neither).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -62,6 +85,8 @@ mod ffi;
 mod fork;
 mod proc_memory;
 pub mod qsbr;
+mod queue;
+mod registry;
 mod sync;
 mod thread;
 mod trigger;
@@ -70,7 +95,8 @@ mod world;
 
 pub use accounting::{audit, estimate, refresh_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
-pub use thread::{register_thread, ThreadHandle, ThreadState};
+pub use registry::ThreadState;
+pub use thread::{register_thread, ThreadHandle};
 pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use type_stable::{page_reuse_delay, release_delayed_pages, set_page_reuse_delay};
 pub use world::{set_stall_report, stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};

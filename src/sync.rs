@@ -83,11 +83,11 @@ pub(crate) use global;
 /// `thread_local!` with const initializers (no lazy-init check, and no
 /// allocation on first access); loom's macro takes plain initializers.
 macro_rules! const_thread_local {
-    ($($(#[$m:meta])* static $name:ident: $ty:ty = $init:expr;)*) => {
+    ($($(#[$m:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;)*) => {
         #[cfg(not(loom))]
-        std::thread_local! { $($(#[$m])* static $name: $ty = const { $init };)* }
+        std::thread_local! { $($(#[$m])* $vis static $name: $ty = const { $init };)* }
         #[cfg(loom)]
-        loom::thread_local! { $($(#[$m])* static $name: $ty = $init;)* }
+        loom::thread_local! { $($(#[$m])* $vis static $name: $ty = $init;)* }
     };
 }
 pub(crate) use const_thread_local;

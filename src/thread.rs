@@ -1,108 +1,21 @@
-//! Registered threads: [`register_thread`], [`ThreadHandle`] and the thread
-//! states shared by QSBR and stop-the-world.
-//!
-//! Each registered thread owns one registry slot (see `qsbr::registry`) with
-//! two words other threads read: its QSBR `seq` and its `state`:
-//!
-//! | state                | meaning                                              |
-//! |----------------------|------------------------------------------------------|
-//! | `ATTACHED`           | running, may read shared memory; holds goals         |
-//! | `DETACHED`           | running without touching shared memory (I/O, sleep)  |
-//! | `STOP_REQUESTED`     | attached, asked to stop at its next safepoint        |
-//! | `SUSPENDED_ATTACHED` | parked at a safepoint by a stop-the-world            |
-//! | `SUSPENDED_DETACHED` | stopped by a stop-the-world while detached           |
-//! | `... \| ATTACH_WAITER` | (with `SUSPENDED_DETACHED`) blocked in `attach()`  |
-//!
-//! The uncontended transitions are one compare-and-swap by the owner:
-//! `attach` is DETACHED → ATTACHED, `detach` is ATTACHED → DETACHED, and a
-//! quiescent state only *loads* the state (it is the safepoint: it parks when
-//! it finds STOP_REQUESTED). The stop-the-world side is in [`crate::world`].
+//! Registered threads: [`register_thread`] and [`ThreadHandle`], the façade
+//! over the thread registry (`crate::registry`: slots, their state word and
+//! QSBR sequence, the current registration), QSBR (`crate::qsbr`, the only
+//! writer of a slot's sequence) and stop-the-world (`crate::world`, the only
+//! writer of its state). A registration has one end, whichever comes first
+//! of its last handle's drop and the thread's exit, and a handle acts only
+//! on the registration it was made for.
 
 use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr;
 
-use crate::qsbr::{domain, Slot};
-use crate::sync::{const_thread_local, fence, thread, Ordering};
-
-/// Raw thread states stored in a slot (see the module docs).
-pub(crate) mod state {
-    pub(crate) const FREE: u32 = 0;
-    pub(crate) const ATTACHED: u32 = 1;
-    pub(crate) const DETACHED: u32 = 2;
-    pub(crate) const STOP_REQUESTED: u32 = 3;
-    pub(crate) const SUSPENDED_ATTACHED: u32 = 4;
-    pub(crate) const SUSPENDED_DETACHED: u32 = 5;
-    /// Flag on SUSPENDED_DETACHED: the owner is blocked in `attach()`, so the
-    /// restart hands it ATTACHED directly instead of DETACHED.
-    pub(crate) const ATTACH_WAITER: u32 = 8;
-}
-
-/// The state of a registered thread, as reported by diagnostics
-/// ([`crate::qsbr::Laggard`], [`crate::StallError`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ThreadState {
-    /// Running and allowed to read shared memory; holds QSBR goals back until
-    /// its next quiescent state.
-    Attached,
-    /// Running without touching shared memory; never holds a goal back.
-    Detached,
-    /// Attached, and asked by a stop-the-world to park at its next safepoint.
-    StopRequested,
-    /// Parked at a safepoint by a stop-the-world.
-    SuspendedAttached,
-    /// Stopped by a stop-the-world while detached (it may still be running
-    /// code that touches no shared memory, or be blocked in `attach()`).
-    SuspendedDetached,
-}
-
-impl ThreadState {
-    pub(crate) fn from_raw(raw: u32) -> Option<ThreadState> {
-        Some(match raw & !state::ATTACH_WAITER {
-            state::ATTACHED => ThreadState::Attached,
-            state::DETACHED => ThreadState::Detached,
-            state::STOP_REQUESTED => ThreadState::StopRequested,
-            state::SUSPENDED_ATTACHED => ThreadState::SuspendedAttached,
-            state::SUSPENDED_DETACHED => ThreadState::SuspendedDetached,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for ThreadState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ThreadState::Attached => "attached",
-            ThreadState::Detached => "detached",
-            ThreadState::StopRequested => "attached, stop requested",
-            ThreadState::SuspendedAttached => "suspended at a safepoint",
-            ThreadState::SuspendedDetached => "suspended while detached",
-        })
-    }
-}
-
-/// A registration of the current thread: its slot, and which registration
-/// of this thread it is. A handle acts only while the thread's current
-/// registration is the one it was made for, so a handle that outlived its
-/// registration (kept in a `thread_local`, dropped after the exit guard) can
-/// never act on the slot's next owner, nor on a later registration of its
-/// own thread.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Registration {
-    slot: *const Slot,
-    /// Counts this thread's registrations (0: none yet).
-    epoch: u64,
-}
+use crate::registry::{current_slot, registry, state, Registration, Slot, ThreadState, CURRENT, HANDLES};
+use crate::sync::{const_thread_local, thread, Ordering};
+use crate::{qsbr, world};
 
 const_thread_local! {
-    /// This thread's registration (slot null: not registered). Const and
-    /// drop-free: reading it never allocates and works during thread-local
-    /// teardown, after the exit guard has run.
-    static CURRENT: Cell<Registration> = Cell::new(Registration { slot: ptr::null(), epoch: 0 });
-    /// Live `ThreadHandle`s of the current registration (registration nests).
-    static HANDLES: Cell<usize> = Cell::new(0);
     /// Unregisters at thread exit if a handle was leaked.
     static EXIT_GUARD: ExitGuard = ExitGuard;
 }
@@ -115,13 +28,6 @@ impl Drop for ExitGuard {
             unregister(slot);
         }
     }
-}
-
-/// The current thread's slot, if it is registered.
-pub(crate) fn current_slot() -> Option<&'static Slot> {
-    let p = CURRENT.try_with(|c| c.get().slot).unwrap_or(ptr::null());
-    // SAFETY: slots live in registry chunks that are never freed.
-    unsafe { p.as_ref() }
 }
 
 /// Registers the current thread with QSBR and stop-the-world, attached.
@@ -153,12 +59,12 @@ pub fn register_thread() -> ThreadHandle {
         HANDLES.with(|h| h.set(h.get() + 1));
         return ThreadHandle { registration: current, _not_send: PhantomData };
     }
-    crate::world::assert_not_stopping("register_thread()");
+    world::assert_not_stopping("register_thread()");
     // Before any thread is online: from now on emptied pages wait for goals.
     crate::type_stable::install_hooks();
     #[cfg(all(unix, not(loom)))]
     crate::fork::install_handlers();
-    let Some(slot) = domain().registry.register(thread::current()) else {
+    let Some(slot) = registry().register(thread::current()) else {
         std::alloc::handle_alloc_error(core::alloc::Layout::new::<Slot>())
     };
     let registration = Registration { slot, epoch: current.epoch + 1 };
@@ -167,7 +73,7 @@ pub fn register_thread() -> ThreadHandle {
     // Arms the exit-time unregistration; after thread-local teardown began
     // there is none, and the last handle's drop ends the registration.
     let _ = EXIT_GUARD.try_with(|_| {});
-    attach(slot);
+    world::attach(slot);
     ThreadHandle { registration, _not_send: PhantomData }
 }
 
@@ -218,11 +124,8 @@ impl ThreadHandle {
     #[inline]
     pub fn quiescent(&self) {
         let Some(slot) = self.slot() else { return };
-        if slot.state.load(Ordering::Relaxed) == state::ATTACHED
-            && slot.pending_items.load(Ordering::Relaxed) == 0
-            && !domain().has_orphans()
-        {
-            slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Release);
+        if slot.state.load(Ordering::Relaxed) == state::ATTACHED && !qsbr::has_work(slot) {
+            qsbr::quiesce(slot);
         } else {
             quiescent_slow(slot);
         }
@@ -236,7 +139,7 @@ impl ThreadHandle {
     /// already detached.
     pub fn detach(&self) {
         if let Some(slot) = self.slot() {
-            detach(slot);
+            world::detach(slot);
         }
     }
 
@@ -252,7 +155,7 @@ impl ThreadHandle {
     /// ```
     pub fn attach(&self) {
         if let Some(slot) = self.slot() {
-            attach(slot);
+            world::attach(slot);
         }
     }
 
@@ -306,53 +209,10 @@ impl Drop for ThreadHandle {
 fn quiescent_slow(slot: &Slot) {
     match slot.state.load(Ordering::Acquire) {
         state::ATTACHED => {}
-        state::STOP_REQUESTED => crate::world::park_at_safepoint(slot),
+        state::STOP_REQUESTED => world::park_at_safepoint(slot),
         _ => return, // detached: holds nothing, must not come online here
     }
-    slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Release);
-    if slot.pending_items.load(Ordering::Relaxed) != 0 {
-        domain().quiescent_with_pending(slot);
-    } else {
-        // Items of exited (or detached, or never registered) threads: every
-        // online thread's quiescent states move them along.
-        domain().process_orphans();
-    }
-}
-
-pub(crate) fn detach(slot: &Slot) {
-    // Everything read so far is done with: like a quiescent state.
-    slot.seq.store(0, Ordering::Release);
-    match slot.state.compare_exchange(state::ATTACHED, state::DETACHED, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {}
-        Err(state::STOP_REQUESTED) => crate::world::detach_during_stop(slot),
-        Err(_) => {} // already detached
-    }
-    if slot.pending_items.load(Ordering::Relaxed) != 0 {
-        // Only this thread processes its own queue, and a detached thread
-        // may block for long: its items go where any thread processes them.
-        domain().hand_off(slot);
-    }
-}
-
-pub(crate) fn attach(slot: &Slot) {
-    if slot
-        .state
-        .compare_exchange(state::DETACHED, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        crate::world::attach_slow(slot);
-    }
-    come_online(slot);
-}
-
-/// Brings an attached slot's QSBR sequence online. The SeqCst fence pairs
-/// with the one in every registry scan: either the scan sees this `seq`, or
-/// this thread's later reads see every store made before the scan (so it
-/// cannot reach what the scan's goal lets be freed). Model-checked in
-/// `src/qsbr/seq.rs` (`loom_tests`).
-pub(crate) fn come_online(slot: &Slot) {
-    slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Relaxed);
-    fence(Ordering::SeqCst);
+    qsbr::quiescent_with_work(slot);
 }
 
 /// Unregisters the current thread: offline, queue handed off, slot freed.
@@ -364,10 +224,10 @@ pub(crate) fn come_online(slot: &Slot) {
 fn unregister(slot: &Slot) {
     CURRENT.with(|c| c.set(Registration { slot: ptr::null(), ..c.get() }));
     HANDLES.with(|h| h.set(0));
-    slot.seq.store(0, Ordering::Release);
-    domain().hand_off(slot);
-    let old = domain().registry.unregister(slot);
+    qsbr::go_offline(slot);
+    qsbr::hand_off(slot);
+    let old = registry().unregister(slot);
     if old == state::STOP_REQUESTED {
-        crate::world::stop_reached();
+        world::stop_reached();
     }
 }

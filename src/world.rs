@@ -36,12 +36,12 @@
 use core::fmt;
 use std::time::{Duration, Instant};
 
-use crate::qsbr::{domain, Slot};
 use core::cell::Cell;
 use core::marker::PhantomData;
 
+use crate::qsbr;
+use crate::registry::{current_slot, registry, state, Slot, ThreadState};
 use crate::sync::{const_thread_local, global, lock, park_timeout, thread, AtomicUsize, Condvar, Mutex, Ordering};
-use crate::thread::{attach, come_online, current_slot, detach, state, ThreadState};
 
 pub(crate) struct World {
     /// True for the whole stop: one stop at a time. A flag under a mutex,
@@ -149,7 +149,7 @@ impl StopTheWorld {
     /// ```
     pub fn refresh_estimate(&self) {
         crate::refresh_estimate();
-        for slot in domain().registry.slots() {
+        for slot in registry().slots() {
             // Acquire: pairs with the thread's release CAS as it parked, so
             // its heap pointer and every change it made to its heap are seen.
             if slot.state.load(Ordering::Acquire) == state::SUSPENDED_ATTACHED {
@@ -343,9 +343,9 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
     *lock(&w.requester) = Some(thread::current());
     w.remaining.store(1, Ordering::Relaxed);
     {
-        let mut inner = domain().registry.lock();
+        let mut inner = registry().lock();
         inner.stopping = true;
-        for slot in domain().registry.slots() {
+        for slot in registry().slots() {
             if !me.is_some_and(|m| core::ptr::eq(m, slot)) {
                 request_stop(w, slot);
             }
@@ -448,9 +448,9 @@ fn request_stop(w: &World, slot: &Slot) {
 /// Threads still asked to stop, for the timeout error. Allocates, so it is
 /// called outside the registry mutex's scan.
 fn stalled_threads() -> Vec<StalledThread> {
-    let inner = domain().registry.lock();
+    let inner = registry().lock();
     let mut stalled = Vec::new();
-    for slot in domain().registry.slots() {
+    for slot in registry().slots() {
         if slot.state.load(Ordering::Acquire) == state::STOP_REQUESTED {
             if let Some(t) = slot.thread(&inner) {
                 stalled.push(StalledThread { thread: t.clone(), state: ThreadState::StopRequested });
@@ -464,9 +464,9 @@ fn stalled_threads() -> Vec<StalledThread> {
 fn restart() {
     let w = world();
     {
-        let mut inner = domain().registry.lock();
+        let mut inner = registry().lock();
         inner.stopping = false;
-        for slot in domain().registry.slots() {
+        for slot in registry().slots() {
             // Whether the thread may be parked (at a safepoint, or as an
             // attach waiter) and needs a wake-up. A plain suspended-detached
             // thread is running or blocked elsewhere: it is left alone.
@@ -519,7 +519,7 @@ pub(crate) fn stop_reached() {
 /// The safepoint, for a thread that found STOP_REQUESTED in `quiescent()`:
 /// parks offline until the restart, then comes back online.
 pub(crate) fn park_at_safepoint(slot: &Slot) {
-    slot.seq.store(0, Ordering::Release);
+    qsbr::go_offline(slot);
     // Published by the CAS below, for `StopTheWorld::refresh_estimate`.
     slot.heap.store(crate::accounting::current_heap(), Ordering::Relaxed);
     if slot
@@ -534,12 +534,41 @@ pub(crate) fn park_at_safepoint(slot: &Slot) {
     }
     // ATTACHED, or STOP_REQUESTED by the next stop: run on to the next
     // safepoint first, so a tight stop loop cannot starve this thread either.
-    come_online(slot);
+    qsbr::come_online(slot);
+}
+
+/// Detaches `slot`'s thread (see `ThreadHandle::detach`): offline for QSBR,
+/// DETACHED for stop-the-world (stopped at once if a stop asked for it), and
+/// its pending items handed to the orphan queue, since only it processes its
+/// own queue and a detached thread may block for long.
+pub(crate) fn detach(slot: &Slot) {
+    qsbr::go_offline(slot);
+    match slot.state.compare_exchange(state::ATTACHED, state::DETACHED, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {}
+        Err(state::STOP_REQUESTED) => detach_during_stop(slot),
+        Err(_) => {} // already detached
+    }
+    if slot.pending_items.load(Ordering::Relaxed) != 0 {
+        qsbr::hand_off(slot);
+    }
+}
+
+/// Attaches `slot`'s thread: one CAS, or waits while the world is stopped;
+/// then online for QSBR.
+pub(crate) fn attach(slot: &Slot) {
+    if slot
+        .state
+        .compare_exchange(state::DETACHED, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        attach_slow(slot);
+    }
+    qsbr::come_online(slot);
 }
 
 /// `detach()` found STOP_REQUESTED: the thread is stopped from now on,
 /// without waiting.
-pub(crate) fn detach_during_stop(slot: &Slot) {
+fn detach_during_stop(slot: &Slot) {
     loop {
         let (from, to) = match slot.state.load(Ordering::Acquire) {
             state::STOP_REQUESTED => (state::STOP_REQUESTED, state::SUSPENDED_DETACHED),
@@ -558,7 +587,8 @@ pub(crate) fn detach_during_stop(slot: &Slot) {
 
 /// `attach()` found the thread suspended (or already attached): mark it as an
 /// attach waiter and wait until a restart hands it ATTACHED.
-pub(crate) fn attach_slow(slot: &Slot) {
+#[cold]
+fn attach_slow(slot: &Slot) {
     loop {
         let cur = slot.state.load(Ordering::Acquire);
         match cur {

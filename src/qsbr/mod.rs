@@ -80,23 +80,18 @@
 //!   chunks come from [`std::alloc::System`], since the allocator's own page
 //!   code calls into this module.
 
-mod queue;
 mod reclaim;
-mod registry;
 mod seq;
 
-pub(crate) use queue::Fifo;
-pub(crate) use registry::{Inner as RegistryInner, Slot};
 pub(crate) use seq::{any_thread_online, goal_reached, page_goal};
 
 use core::fmt;
 use std::time::Instant;
 
 use crate::sync::{fence, global, thread::Thread, AtomicU64, AtomicUsize, Mutex, Ordering};
-use crate::thread::ThreadState;
-use queue::Item;
-use registry::Registry;
-use seq::{seq_lt, AdvanceLog, INCR};
+use crate::queue::{Fifo, Item};
+use crate::registry::{registry, seq_lt, Slot, ThreadState};
+use seq::{AdvanceLog, INCR};
 
 /// Padding that keeps a hot shared word on its own (pair of) cache lines.
 #[repr(align(128))]
@@ -108,7 +103,6 @@ pub(crate) struct Domain {
     pub(crate) wr_seq: Padded<AtomicU64>,
     /// Cached minimum of the online sequences; raised by scans.
     pub(crate) rd_seq: Padded<AtomicU64>,
-    pub(crate) registry: Registry,
     /// Delayed frees of exited threads and of threads never registered.
     orphans: Mutex<Fifo>,
     orphan_items: AtomicUsize,
@@ -122,7 +116,6 @@ impl Domain {
             Domain {
                 wr_seq: Padded(AtomicU64::new(1)),
                 rd_seq: Padded(AtomicU64::new(1)),
-                registry: Registry::new(),
                 orphans: Mutex::new(Fifo::new()),
                 orphan_items: AtomicUsize::new(0),
                 orphan_bytes: AtomicUsize::new(0),
@@ -140,6 +133,55 @@ impl<T> core::ops::Deref for Padded<T> {
 }
 
 global!(domain: Domain = Domain::new());
+
+/// A quiescent state of `slot`'s attached thread: its sequence catches up
+/// with the write sequence (Release: what it read before is done with).
+#[inline]
+pub(crate) fn quiesce(slot: &Slot) {
+    slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Release);
+}
+
+/// Whether a quiescent state of `slot`'s thread has more to do than
+/// [`quiesce`]: its own pending items, or orphans to move along.
+#[inline]
+pub(crate) fn has_work(slot: &Slot) -> bool {
+    slot.pending_items.load(Ordering::Relaxed) != 0 || domain().has_orphans()
+}
+
+/// The slow part of a quiescent state: quiesce, then process what is due
+/// (this thread's items, else the orphans: items of exited, detached or
+/// unregistered threads, which every online thread's quiescent states move
+/// along).
+pub(crate) fn quiescent_with_work(slot: &Slot) {
+    quiesce(slot);
+    if slot.pending_items.load(Ordering::Relaxed) != 0 {
+        domain().quiescent_with_pending(slot);
+    } else {
+        domain().process_orphans();
+    }
+}
+
+/// Brings an attached slot's QSBR sequence online. The SeqCst fence pairs
+/// with the one in every registry scan: either the scan sees this `seq`, or
+/// this thread's later reads see every store made before the scan (so it
+/// cannot reach what the scan's goal lets be freed). Model-checked in
+/// `src/qsbr/seq.rs` (`loom_tests`).
+pub(crate) fn come_online(slot: &Slot) {
+    slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+}
+
+/// Takes `slot`'s thread offline: everything it read is done with, like a
+/// quiescent state, and it holds no goal back until it comes online.
+pub(crate) fn go_offline(slot: &Slot) {
+    slot.seq.store(0, Ordering::Release);
+}
+
+/// Hands `slot`'s pending items to the orphan queue (sealed; what is due is
+/// reclaimed first), for a thread going offline for long or for good.
+pub(crate) fn hand_off(slot: &Slot) {
+    domain().hand_off(slot);
+}
 
 /// A point in the write sequence: reached once every registered thread that
 /// was online when it was made has passed a quiescent state or gone offline.
@@ -288,13 +330,7 @@ pub struct Stats {
     pub drop_panics: usize,
 }
 
-/// Panics caught in reclaimed objects' `Drop`s (see [`Stats::drop_panics`]).
-/// Diagnostics only: a std atomic even under loom.
-static DROP_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn record_drop_panic() {
-    DROP_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
 
 /// The thread that holds the oldest goal back (see [`Stats::laggard`]).
 #[derive(Debug, Clone)]
@@ -373,9 +409,9 @@ impl Domain {
         let mut bytes = self.orphan_bytes.load(Ordering::Relaxed);
         let wr = self.wr_seq.load(Ordering::Acquire);
         fence(Ordering::SeqCst);
-        let inner = self.registry.lock();
+        let inner = registry().lock();
         let mut laggard: Option<(&Slot, u64)> = None;
-        for slot in self.registry.slots() {
+        for slot in registry().slots() {
             items += slot.pending_items.load(Ordering::Relaxed);
             bytes += slot.pending_bytes.load(Ordering::Relaxed);
             let seq = slot.seq.load(Ordering::Acquire);
@@ -399,7 +435,7 @@ impl Domain {
             read_seq: self.rd_seq.load(Ordering::Acquire),
             laggard,
             delayed_page_bytes: crate::usage().delayed_bytes,
-            drop_panics: DROP_PANICS.load(std::sync::atomic::Ordering::Relaxed),
+            drop_panics: crate::queue::DROP_PANICS.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -411,5 +447,5 @@ pub fn bench_full_scan() -> u64 {
     let d = domain();
     let wr = d.wr_seq.load(Ordering::Acquire);
     fence(Ordering::SeqCst);
-    d.registry.full_min(wr)
+    registry().full_min(wr)
 }

@@ -1,10 +1,9 @@
 //! Deferring and reclaiming: per-thread queues, seals, the orphan queue and
 //! the exit hand-off.
 
-use super::queue::{Fifo, Item};
-use super::registry::Slot;
-use super::seq::seq_ge;
 use super::Domain;
+use crate::queue::{Fifo, Item};
+use crate::registry::{seq_ge, Slot};
 use crate::sync::{lock, Ordering, TryLockError};
 
 /// A batch is sealed (one real advance) after this many items...
@@ -20,7 +19,7 @@ impl Domain {
     /// Queues `item` on the current thread's FIFO, or on the orphan queue if
     /// the current thread is not registered.
     pub(crate) fn defer(&self, item: Item) {
-        match crate::thread::current_slot() {
+        match crate::registry::current_slot() {
             Some(slot) => self.defer_local(slot, item),
             None => {
                 let goal;
@@ -60,7 +59,7 @@ impl Domain {
         let fifo = unsafe { slot.fifo() };
         let due = fifo
             .front_goal()
-            .is_some_and(|g| g != super::queue::UNSEALED && seq_ge(self.rd_seq.load(Ordering::Acquire), g));
+            .is_some_and(|g| g != crate::queue::UNSEALED && seq_ge(self.rd_seq.load(Ordering::Acquire), g));
         let ticks = slot.ticks.get() + 1;
         if due || ticks >= POLL_EVERY {
             slot.ticks.set(0);
@@ -158,11 +157,11 @@ impl Domain {
     pub(crate) fn keep_only(
         &self,
         me: Option<&Slot>,
-        inner: &mut crate::sync::MutexGuard<'_, super::registry::Inner>,
+        inner: &mut crate::sync::MutexGuard<'_, crate::registry::Inner>,
         orphans: &mut Fifo,
     ) {
-        for slot in self.registry.slots() {
-            if me.is_some_and(|m| core::ptr::eq(m, slot)) || slot.state.load(Ordering::Acquire) == crate::thread::state::FREE {
+        for slot in crate::registry::registry().slots() {
+            if me.is_some_and(|m| core::ptr::eq(m, slot)) || slot.state.load(Ordering::Acquire) == crate::registry::state::FREE {
                 continue;
             }
             // SAFETY: the slot's owner does not exist in this process (the
@@ -175,7 +174,7 @@ impl Domain {
             orphans.append(fifo);
             slot.publish_pending(fifo);
             slot.ticks.set(0);
-            self.registry.free_orphaned(slot, inner);
+            crate::registry::registry().free_orphaned(slot, inner);
         }
         self.publish_orphans(orphans);
     }

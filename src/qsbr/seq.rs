@@ -2,7 +2,8 @@
 //! (cached read sequence first, registry scan second), and the deferred goal
 //! for emptied pages.
 
-use super::{domain, registry, Domain};
+use super::{domain, Domain};
+use crate::registry::{self, registry, seq_ge, seq_lt};
 use crate::sync::{const_thread_local, fence, Ordering};
 use core::cell::Cell;
 use core::time::Duration;
@@ -15,28 +16,6 @@ pub(crate) const INCR: u64 = 2;
 /// Real advances happen every this many bytes of emptied pages (CPython:
 /// 80 KiB); in between, pages share the next goal.
 pub(crate) const PAGE_DEFER_BYTES: usize = 80 * 1024;
-
-/// `a >= b` for sequences, correct across wrap-around (signed difference).
-#[inline]
-pub(crate) fn seq_ge(a: u64, b: u64) -> bool {
-    a.wrapping_sub(b) as i64 >= 0
-}
-
-/// `a < b` for sequences, wrap-safe.
-#[inline]
-pub(crate) fn seq_lt(a: u64, b: u64) -> bool {
-    !seq_ge(a, b)
-}
-
-/// The older of two sequences, wrap-safe.
-#[inline]
-pub(crate) fn seq_min(a: u64, b: u64) -> u64 {
-    if seq_lt(a, b) {
-        a
-    } else {
-        b
-    }
-}
 
 impl Domain {
     /// Advances the write sequence and returns the new value: the goal of
@@ -78,7 +57,7 @@ impl Domain {
         // that comes online after this fence (its `seq` is missed) sees every
         // store that happened before it. See `crate::thread` (attach).
         fence(Ordering::SeqCst);
-        match self.registry.reached(goal, wr) {
+        match registry().reached(goal, wr) {
             Some(min) => {
                 registry::raise(&self.rd_seq, min);
                 true
@@ -186,7 +165,7 @@ pub(crate) fn page_goal(page_bytes: usize) -> u64 {
 /// keeps [`page_goal`]'s deferral intact.
 pub(crate) fn any_thread_online() -> bool {
     fence(Ordering::SeqCst);
-    domain().registry.any_online()
+    registry().any_online()
 }
 
 /// True once every registered thread that was online when `goal` was made
@@ -202,6 +181,7 @@ pub(crate) fn goal_reached(goal: u64) -> bool {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::registry::seq_min;
 
     #[test]
     fn comparisons_are_wrap_safe() {

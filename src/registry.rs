@@ -1,9 +1,32 @@
-//! The registry of threads: fixed-size chunks of slots, linked once and never
-//! moved or freed, so scanners walk it without any lock while threads come
-//! and go.
+//! The registry of threads, the bottom layer of the thread runtime: slots
+//! in fixed-size chunks, linked once and never moved or freed, so scanners
+//! walk it without any lock while threads come and go; each slot's state
+//! word and QSBR sequence; and the current thread's registration.
+//!
+//! QSBR (`crate::qsbr`, the only writer of a slot's `seq`) and
+//! stop-the-world (`crate::world`, the only writer of its `state` after
+//! registration) are peers above it; `crate::thread` (`ThreadHandle`) is the
+//! façade over both. Imports point down only.
+//!
+//! Each registered thread owns one slot with
+//! two words other threads read: its QSBR `seq` and its `state`:
+//!
+//! | state                | meaning                                              |
+//! |----------------------|------------------------------------------------------|
+//! | `ATTACHED`           | running, may read shared memory; holds goals         |
+//! | `DETACHED`           | running without touching shared memory (I/O, sleep)  |
+//! | `STOP_REQUESTED`     | attached, asked to stop at its next safepoint        |
+//! | `SUSPENDED_ATTACHED` | parked at a safepoint by a stop-the-world            |
+//! | `SUSPENDED_DETACHED` | stopped by a stop-the-world while detached           |
+//! | `... \| ATTACH_WAITER` | (with `SUSPENDED_DETACHED`) blocked in `attach()`  |
+//!
+//! The uncontended transitions are one compare-and-swap by the owner:
+//! `attach` is DETACHED → ATTACHED, `detach` is ATTACHED → DETACHED, and a
+//! quiescent state only *loads* the state (it is the safepoint: it parks when
+//! it finds STOP_REQUESTED). The stop-the-world side is in [`crate::world`].
 //!
 //! * A slot holds one registered thread's QSBR sequence (`seq`, 0 = offline),
-//!   its thread state (attached, detached, suspended, see [`crate::thread`]),
+//!   its thread state (attached, detached, suspended, see [`state`]),
 //!   its private queue of delayed frees, and its identity for diagnostics.
 //! * Registering takes the registry mutex, reuses a free slot or links a new
 //!   chunk at the end; nothing a scanner reads is ever reallocated, so
@@ -27,10 +50,118 @@ use core::ffi::c_void;
 use core::ptr;
 use std::alloc::{GlobalAlloc, System};
 
-use super::queue::Fifo;
-use super::seq::{seq_ge, seq_lt, seq_min};
-use crate::sync::{lock, thread::Thread, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
-use crate::thread::state;
+use crate::queue::Fifo;
+use core::fmt;
+
+use crate::sync::{const_thread_local, global, lock, thread::Thread, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+
+/// Raw thread states stored in a slot (see the module docs).
+pub(crate) mod state {
+    pub(crate) const FREE: u32 = 0;
+    pub(crate) const ATTACHED: u32 = 1;
+    pub(crate) const DETACHED: u32 = 2;
+    pub(crate) const STOP_REQUESTED: u32 = 3;
+    pub(crate) const SUSPENDED_ATTACHED: u32 = 4;
+    pub(crate) const SUSPENDED_DETACHED: u32 = 5;
+    /// Flag on SUSPENDED_DETACHED: the owner is blocked in `attach()`, so the
+    /// restart hands it ATTACHED directly instead of DETACHED.
+    pub(crate) const ATTACH_WAITER: u32 = 8;
+}
+
+/// The state of a registered thread, as reported by diagnostics
+/// ([`crate::qsbr::Laggard`], [`crate::StallError`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ThreadState {
+    /// Running and allowed to read shared memory; holds QSBR goals back until
+    /// its next quiescent state.
+    Attached,
+    /// Running without touching shared memory; never holds a goal back.
+    Detached,
+    /// Attached, and asked by a stop-the-world to park at its next safepoint.
+    StopRequested,
+    /// Parked at a safepoint by a stop-the-world.
+    SuspendedAttached,
+    /// Stopped by a stop-the-world while detached (it may still be running
+    /// code that touches no shared memory, or be blocked in `attach()`).
+    SuspendedDetached,
+}
+
+impl ThreadState {
+    pub(crate) fn from_raw(raw: u32) -> Option<ThreadState> {
+        Some(match raw & !state::ATTACH_WAITER {
+            state::ATTACHED => ThreadState::Attached,
+            state::DETACHED => ThreadState::Detached,
+            state::STOP_REQUESTED => ThreadState::StopRequested,
+            state::SUSPENDED_ATTACHED => ThreadState::SuspendedAttached,
+            state::SUSPENDED_DETACHED => ThreadState::SuspendedDetached,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ThreadState::Attached => "attached",
+            ThreadState::Detached => "detached",
+            ThreadState::StopRequested => "attached, stop requested",
+            ThreadState::SuspendedAttached => "suspended at a safepoint",
+            ThreadState::SuspendedDetached => "suspended while detached",
+        })
+    }
+}
+
+/// `a >= b` for sequences, correct across wrap-around (signed difference).
+#[inline]
+pub(crate) fn seq_ge(a: u64, b: u64) -> bool {
+    a.wrapping_sub(b) as i64 >= 0
+}
+
+/// `a < b` for sequences, wrap-safe.
+#[inline]
+pub(crate) fn seq_lt(a: u64, b: u64) -> bool {
+    !seq_ge(a, b)
+}
+
+/// The older of two sequences, wrap-safe.
+#[inline]
+pub(crate) fn seq_min(a: u64, b: u64) -> u64 {
+    if seq_lt(a, b) {
+        a
+    } else {
+        b
+    }
+}
+
+/// A registration of the current thread: its slot, and which registration
+/// of this thread it is. A handle acts only while the thread's current
+/// registration is the one it was made for, so a handle that outlived its
+/// registration (kept in a `thread_local`, dropped after the exit guard) can
+/// never act on the slot's next owner, nor on a later registration of its
+/// own thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Registration {
+    pub(crate) slot: *const Slot,
+    /// Counts this thread's registrations (0: none yet).
+    pub(crate) epoch: u64,
+}
+
+const_thread_local! {
+    /// This thread's registration (slot null: not registered). Const and
+    /// drop-free: reading it never allocates and works during thread-local
+    /// teardown, after the exit guard has run.
+    pub(crate) static CURRENT: Cell<Registration> = Cell::new(Registration { slot: ptr::null(), epoch: 0 });
+    /// Live `ThreadHandle`s of the current registration (registration nests).
+    pub(crate) static HANDLES: Cell<usize> = Cell::new(0);
+}
+
+/// The current thread's slot, if it is registered.
+pub(crate) fn current_slot() -> Option<&'static Slot> {
+    let p = CURRENT.try_with(|c| c.get().slot).unwrap_or(ptr::null());
+    // SAFETY: slots live in registry chunks that are never freed.
+    unsafe { p.as_ref() }
+}
 
 /// Slots per chunk (small under loom, to exercise chunk boundaries).
 const CHUNK_SLOTS: usize = if cfg!(loom) { 2 } else { 64 };
@@ -41,7 +172,7 @@ pub(crate) struct Slot {
     /// QSBR sequence: the write sequence at this thread's last quiescent
     /// state, or 0 while offline (detached, parked, unregistered).
     pub(crate) seq: AtomicU64,
-    /// Thread state, see [`crate::thread::state`].
+    /// Thread state, see [`state`].
     pub(crate) state: AtomicU32,
     /// Pending delayed frees of this thread, mirrored for `stats()` (the
     /// owner is the only writer).
@@ -276,3 +407,5 @@ pub(crate) fn raise(cell: &AtomicU64, to: u64) {
         }
     }
 }
+
+global!(registry: Registry = Registry::new());

@@ -4,7 +4,7 @@
 //! one, behind a mutex, holds the *orphans* that exiting or unregistered
 //! threads hand over. Items are appended with no goal (`UNSEALED`) and get
 //! one, all at once, when their batch is *sealed* by a real advance of the
-//! write sequence (see the module docs of [`crate::qsbr`] for why). Goals are
+//! write sequence (see the module docs of `crate::qsbr` for why). Goals are
 //! therefore non-decreasing from head to tail, so processing stops at the
 //! first item whose goal is not reached.
 //!
@@ -17,6 +17,10 @@ use core::alloc::Layout;
 use core::mem::MaybeUninit;
 use core::ptr;
 use std::alloc::{GlobalAlloc, System};
+
+/// Panics caught in reclaimed items' `Drop`s (`qsbr::Stats::drop_panics`).
+/// Diagnostics only: a std atomic even under loom.
+pub(crate) static DROP_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The goal of an item whose batch has not been sealed yet (goals are odd).
 pub(crate) const UNSEALED: u64 = 0;
@@ -49,14 +53,14 @@ impl Item {
     /// state, another thread's `retire`, a handle's drop), nor abort the
     /// process when that call runs at thread exit. The panic hook has
     /// already reported it; the object is gone as far as its `Drop` got, and
-    /// [`super::Stats::drop_panics`] counts it.
+    /// `qsbr::Stats::drop_panics` counts it.
     pub(crate) fn reclaim(self) {
         let (ptr, reclaim) = (self.ptr, self.reclaim);
         // SAFETY: `Item::new`'s contract; the caller checked the goal, and
         // taking `self` by value means this runs at most once.
         let run = move || unsafe { reclaim(ptr) };
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
-            super::record_drop_panic();
+            DROP_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
