@@ -134,31 +134,42 @@ pub(crate) fn seq_min(a: u64, b: u64) -> u64 {
     }
 }
 
-/// A registration of the current thread: its slot, and which registration
-/// of this thread it is. A handle acts only while the thread's current
-/// registration is the one it was made for, so a handle that outlived its
-/// registration (kept in a `thread_local`, dropped after the exit guard) can
+/// A registration: a slot and the slot's generation when it was claimed.
+/// Every registration and unregistration of a slot moves its generation, so
+/// a handle acts only while the registration it was made for lasts: one that
+/// outlived it (kept in a `thread_local`, dropped after the exit guard) can
 /// never act on the slot's next owner, nor on a later registration of its
-/// own thread.
+/// own thread. Checking it is one load from the slot's own cache line.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Registration {
     pub(crate) slot: *const Slot,
-    /// Counts this thread's registrations (0: none yet).
-    pub(crate) epoch: u64,
+    pub(crate) generation: u64,
+}
+
+impl Registration {
+    /// The slot, while this registration lasts. Only the registered thread
+    /// ends its registration, so on that thread the answer cannot change
+    /// under it (a Relaxed load suffices: same-thread order).
+    #[inline]
+    pub(crate) fn live_slot(&self) -> Option<&'static Slot> {
+        // SAFETY: slots live in registry chunks that are never freed.
+        let slot = unsafe { &*self.slot };
+        (slot.generation.load(Ordering::Relaxed) == self.generation).then_some(slot)
+    }
 }
 
 const_thread_local! {
-    /// This thread's registration (slot null: not registered). Const and
-    /// drop-free: reading it never allocates and works during thread-local
-    /// teardown, after the exit guard has run.
-    pub(crate) static CURRENT: Cell<Registration> = Cell::new(Registration { slot: ptr::null(), epoch: 0 });
+    /// This thread's slot (null: not registered). Const and drop-free:
+    /// reading it never allocates and works during thread-local teardown,
+    /// after the exit guard has run.
+    pub(crate) static CURRENT: Cell<*const Slot> = Cell::new(ptr::null());
     /// Live `ThreadHandle`s of the current registration (registration nests).
     pub(crate) static HANDLES: Cell<usize> = Cell::new(0);
 }
 
 /// The current thread's slot, if it is registered.
 pub(crate) fn current_slot() -> Option<&'static Slot> {
-    let p = CURRENT.try_with(|c| c.get().slot).unwrap_or(ptr::null());
+    let p = CURRENT.try_with(Cell::get).unwrap_or(ptr::null());
     // SAFETY: slots live in registry chunks that are never freed.
     unsafe { p.as_ref() }
 }
@@ -187,6 +198,9 @@ pub(crate) struct Slot {
     /// The thread's mimalloc heap, recorded by the thread as it parks at a
     /// safepoint (for `StopTheWorld::refresh_estimate`).
     pub(crate) heap: AtomicPtr<c_void>,
+    /// Moves at every registration and unregistration (registry mutex):
+    /// see [`Registration`].
+    pub(crate) generation: AtomicU64,
 }
 
 // SAFETY: the atomics are shared; `fifo` and `ticks` are touched only by the
@@ -205,6 +219,7 @@ impl Slot {
             ticks: Cell::new(0),
             thread: UnsafeCell::new(None),
             heap: AtomicPtr::new(ptr::null_mut()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -297,6 +312,7 @@ impl Registry {
         };
         // SAFETY: the registry mutex is held.
         unsafe { *slot.thread.get() = Some(me) };
+        slot.generation.fetch_add(1, Ordering::Relaxed);
         let start = if inner.stopping { state::SUSPENDED_DETACHED } else { state::DETACHED };
         slot.state.store(start, Ordering::Release);
         inner.registered += 1;
@@ -331,6 +347,7 @@ impl Registry {
     pub(crate) fn unregister(&self, slot: &Slot) -> u32 {
         let mut inner = self.lock();
         let old = slot.state.swap(state::FREE, Ordering::AcqRel);
+        slot.generation.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the registry mutex is held.
         unsafe { *slot.thread.get() = None };
         inner.registered -= 1;
@@ -343,6 +360,7 @@ impl Registry {
     pub(crate) fn free_orphaned(&self, slot: &Slot, inner: &mut MutexGuard<'_, Inner>) {
         slot.seq.store(0, Ordering::Release);
         slot.state.store(state::FREE, Ordering::Release);
+        slot.generation.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the registry mutex is held (`inner`).
         unsafe { *slot.thread.get() = None };
         inner.registered -= 1;

@@ -6,7 +6,6 @@
 //! of its last handle's drop and the thread's exit, and a handle acts only
 //! on the registration it was made for.
 
-use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr;
@@ -54,10 +53,10 @@ impl Drop for ExitGuard {
 /// drop(me); // unregisters
 /// ```
 pub fn register_thread() -> ThreadHandle {
-    let current = CURRENT.with(Cell::get);
-    if !current.slot.is_null() {
+    if let Some(slot) = current_slot() {
         HANDLES.with(|h| h.set(h.get() + 1));
-        return ThreadHandle { registration: current, _not_send: PhantomData };
+        let registration = Registration { slot, generation: slot.generation.load(Ordering::Relaxed) };
+        return ThreadHandle { registration, _not_send: PhantomData };
     }
     world::assert_not_stopping("register_thread()");
     // Before any thread is online: from now on emptied pages wait for goals.
@@ -67,8 +66,8 @@ pub fn register_thread() -> ThreadHandle {
     let Some(slot) = registry().register(thread::current()) else {
         std::alloc::handle_alloc_error(core::alloc::Layout::new::<Slot>())
     };
-    let registration = Registration { slot, epoch: current.epoch + 1 };
-    CURRENT.with(|c| c.set(registration));
+    let registration = Registration { slot, generation: slot.generation.load(Ordering::Relaxed) };
+    CURRENT.with(|c| c.set(slot));
     HANDLES.with(|h| h.set(1));
     // Arms the exit-time unregistration; after thread-local teardown began
     // there is none, and the last handle's drop ends the registration.
@@ -100,9 +99,7 @@ impl ThreadHandle {
     /// The slot, while this handle's registration is the thread's current one.
     #[inline]
     fn slot(&self) -> Option<&'static Slot> {
-        let live = CURRENT.try_with(|c| c.get() == self.registration).unwrap_or(false);
-        // SAFETY: set from a registry slot, which is never freed.
-        live.then(|| unsafe { &*self.registration.slot })
+        self.registration.live_slot()
     }
 
     /// Announces a quiescent state: this thread holds no reference it
@@ -222,7 +219,7 @@ fn quiescent_slow(slot: &Slot) {
 /// to the orphan queue with a goal of its own, and a `register_thread()`
 /// there starts a new registration.
 fn unregister(slot: &Slot) {
-    CURRENT.with(|c| c.set(Registration { slot: ptr::null(), ..c.get() }));
+    CURRENT.with(|c| c.set(ptr::null()));
     HANDLES.with(|h| h.set(0));
     qsbr::go_offline(slot);
     qsbr::hand_off(slot);
