@@ -191,10 +191,13 @@ impl ThreadHandle {
 impl Drop for ThreadHandle {
     fn drop(&mut self) {
         let Some(slot) = self.slot() else { return };
-        let last = HANDLES.with(|h| {
+        // (Under loom every thread-local is destroyed at exit; with std these
+        // const, drop-free ones never are.)
+        let last = HANDLES.try_with(|h| {
             h.set(h.get() - 1);
             h.get() == 0
-        });
+        })
+        .unwrap_or(true);
         if last {
             unregister(slot);
         }
@@ -219,8 +222,8 @@ fn quiescent_slow(slot: &Slot) {
 /// to the orphan queue with a goal of its own, and a `register_thread()`
 /// there starts a new registration.
 fn unregister(slot: &Slot) {
-    CURRENT.with(|c| c.set(ptr::null()));
-    HANDLES.with(|h| h.set(0));
+    let _ = CURRENT.try_with(|c| c.set(ptr::null()));
+    let _ = HANDLES.try_with(|h| h.set(0));
     qsbr::go_offline(slot);
     qsbr::hand_off(slot);
     let old = registry().unregister(slot);

@@ -139,3 +139,45 @@ fn goal_caching() {
         drop(me);
     });
 }
+
+/// A node whose drop retires the next one: QSBR re-entered from a `Drop`.
+struct Chain {
+    next: Option<Box<Chain>>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        if let Some(next) = self.next.take() {
+            qsbr::retire(next);
+        }
+    }
+}
+
+/// A registered thread retires a two-node chain and exits while another
+/// registered thread quiesces: the exit hand-off reclaims the first node,
+/// whose drop retires the second from inside the hand-off. Both are dropped
+/// exactly once and nothing stays stuck in the orphan queue (the nested item
+/// used to land on the dying thread's queue without a goal).
+#[test]
+fn exit_hand_off_with_a_retire_from_drop() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let exiting = {
+            let drops = drops.clone();
+            thread::spawn(move || {
+                let me = gcmalloc::register_thread();
+                let tail = Box::new(Chain { next: None, drops: drops.clone() });
+                qsbr::retire(Box::new(Chain { next: Some(tail), drops }));
+                drop(me);
+            })
+        };
+        let me = gcmalloc::register_thread();
+        me.quiescent();
+        exiting.join().unwrap();
+        drop(me); // the last registration ends: every goal is reached
+        assert_eq!(drops.load(Ordering::Relaxed), 2, "each node dropped once");
+        assert_eq!(qsbr::stats().pending_items, 0, "nothing stuck in a queue");
+    });
+}
