@@ -260,11 +260,16 @@ fn a_timeout_covers_waiting_for_another_stop() {
         drop(world);
     });
     wait.recv().unwrap();
-    let start = Instant::now();
-    let err = gcmalloc::stop_the_world_timeout(Duration::from_millis(200)).expect_err("another stop is held");
-    let took = start.elapsed();
+    // The holder keeps its stop until this call has returned: a deadline
+    // that did not cover the wait for the turn would hang here.
+    let err = within(Duration::from_secs(10), "a timed stop while another is held", || {
+        let start = Instant::now();
+        let err = gcmalloc::stop_the_world_timeout(Duration::from_millis(200)).expect_err("another stop is held");
+        (err, start.elapsed())
+    });
+    let (err, took) = err;
     assert!(err.another_stop() && err.stalled().is_empty(), "{err}");
-    assert!(took < Duration::from_millis(1_000), "returned after {took:?}");
+    assert!(took >= Duration::from_millis(200), "gave up early, after {took:?}");
     release.send(()).unwrap();
     holder.join().unwrap();
 }
@@ -281,6 +286,8 @@ fn a_stop_reports_a_thread_blocked_while_attached() {
     gcmalloc::set_stall_report(Duration::from_millis(50), count);
     let (registered, wait) = mpsc::channel();
     let (release, released) = mpsc::channel::<()>();
+    let (inside, is_inside) = mpsc::channel();
+    let (leave, left) = mpsc::channel::<()>();
     let blocked = thread::Builder::new()
         .name("blocked-attached".into())
         .spawn(move || {
@@ -289,7 +296,10 @@ fn a_stop_reports_a_thread_blocked_while_attached() {
             released.recv().unwrap(); // blocks attached: the mistake
             me.quiescent();
             // The fix: detached for the blocking call.
-            me.blocking(|| thread::sleep(Duration::from_millis(300)));
+            me.blocking(|| {
+                inside.send(()).unwrap();
+                left.recv().unwrap();
+            });
         })
         .unwrap();
     wait.recv().unwrap();
@@ -304,11 +314,13 @@ fn a_stop_reports_a_thread_blocked_while_attached() {
     });
     assert!(REPORTS.load(SeqCst) >= 2, "the stop waited without reporting");
     releaser.join().unwrap();
-    // While it sleeps inside blocking(), a stop does not wait for it.
-    thread::sleep(Duration::from_millis(50));
-    let start = Instant::now();
-    drop(gcmalloc::stop_the_world());
-    assert!(start.elapsed() < Duration::from_millis(200), "stopped a thread in blocking() took {:?}", start.elapsed());
+    // While it blocks inside blocking(), a stop does not wait for it (it
+    // leaves only after the stop: a stop that waited would hang).
+    is_inside.recv().unwrap();
+    within(Duration::from_secs(10), "a stop while a thread blocks in blocking()", || {
+        drop(gcmalloc::stop_the_world());
+    });
+    leave.send(()).unwrap();
     blocked.join().unwrap();
     gcmalloc::set_stall_report(Duration::from_secs(1), |s| eprintln!("gcmalloc: {s}; still waiting"));
 }
