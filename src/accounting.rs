@@ -162,7 +162,7 @@ pub fn usage() -> Usage {
 ///
 /// Processes the frees other threads made into this thread's full pages,
 /// collects each page's free lists and syncs the page, then publishes the
-/// heap's counters: O(pages of this thread), about 4 µs per 1,000 pages
+/// heap's counters: O(pages of this thread), about 5–9 µs per 1,000 pages
 /// (`cargo bench --bench estimate`), no syscall, no allocation. Call it after
 /// a collection, as [`GcTrigger::collected`](crate::GcTrigger::collected)
 /// does; other threads' heaps converge at their own slow-path events, or are

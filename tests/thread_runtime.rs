@@ -459,4 +459,17 @@ fn main() {
         test();
         println!("test {name} ... ok");
     }
+    // Finding 5, at process exit: main keeps a registration to the end, and
+    // an `atexit` handler registers again (it used to abort the process).
+    std::mem::forget(register_thread());
+    extern "C" fn registers_at_exit() {
+        let me = register_thread();
+        qsbr::retire(Box::new([0u8; 16]));
+        me.quiescent();
+        drop(me);
+        println!("test registering_in_an_atexit_handler ... ok");
+    }
+    // SAFETY: registers a plain `extern "C"` function that never unwinds
+    // (nothing in it panics).
+    assert_eq!(unsafe { libc::atexit(registers_at_exit) }, 0);
 }
