@@ -342,16 +342,15 @@ impl Registry {
         }
     }
 
-    /// Frees `slot` (called by its owner, whose queue is already empty).
-    /// Returns the state it was in, so the caller can settle a pending stop.
-    pub(crate) fn unregister(&self, slot: &Slot) -> u32 {
+    /// Frees `slot` (called by its owner, detached, whose queue is already
+    /// empty).
+    pub(crate) fn unregister(&self, slot: &Slot) {
         let mut inner = self.lock();
-        let old = slot.state.swap(state::FREE, Ordering::AcqRel);
+        slot.state.store(state::FREE, Ordering::Release);
         slot.generation.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the registry mutex is held.
         unsafe { *slot.thread.get() = None };
         inner.registered -= 1;
-        old
     }
 
     /// Frees `slot`, whose thread does not exist (in a forked child), with the

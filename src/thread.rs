@@ -217,17 +217,18 @@ fn quiescent_slow(slot: &Slot) {
 
 /// Unregisters the current thread: offline, queue handed off, slot freed.
 ///
-/// The registration ends first: code that the hand-off runs (the `Drop` of a
-/// reclaimed object) finds this thread unregistered, so what it retires goes
-/// to the orphan queue with a goal of its own, and a `register_thread()`
-/// there starts a new registration.
+/// The registration ends first, and the thread detaches: code that the
+/// hand-off runs (the `Drop` of a reclaimed object) finds this thread
+/// unregistered, so what it retires goes to the orphan queue with a goal of
+/// its own, and a `register_thread()` there starts a new registration, which
+/// may wait for a stop in progress while no stop waits for this one.
 fn unregister(slot: &Slot) {
     let _ = CURRENT.try_with(|c| c.set(ptr::null()));
     let _ = HANDLES.try_with(|h| h.set(0));
-    qsbr::go_offline(slot);
+    // Detached first (a stop in progress counts it as stopped), so that a
+    // `Drop` that the hand-off runs may wait for a stop (registering again
+    // waits while the world is stopped) without the stop waiting for it.
+    world::detach(slot);
     qsbr::hand_off(slot);
-    let old = registry().unregister(slot);
-    if old == state::STOP_REQUESTED {
-        world::stop_reached();
-    }
+    registry().unregister(slot);
 }

@@ -429,6 +429,82 @@ impl Drop for Counted {
     }
 }
 
+static CREATED: AtomicUsize = AtomicUsize::new(0);
+
+/// A retired object whose `Drop` does what real runtimes' objects do:
+/// retire more, register, panic, or nothing.
+struct Wild(u8);
+
+impl Wild {
+    fn new(kind: u8) -> Box<Wild> {
+        CREATED.fetch_add(1, SeqCst);
+        Box::new(Wild(kind))
+    }
+}
+
+impl Drop for Wild {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, SeqCst);
+        match self.0 % 4 {
+            0 => qsbr::retire(Wild::new(3)),
+            1 => {
+                let me = register_thread();
+                qsbr::retire(Wild::new(3));
+                me.quiescent();
+            }
+            2 => panic!("a wild drop panicked (on purpose)"),
+            _ => {}
+        }
+    }
+}
+
+/// All of the above at once, in churning threads: each retires objects
+/// whose drops retire, register or panic, keeps its handle in a
+/// thread-local (destroyed after the exit guard), detaches, and exits; the
+/// main thread stops the world meanwhile. At the end: every object dropped
+/// exactly once, no registration left, a stop that succeeds, and the
+/// accounting free of drift.
+fn a_churn_of_everything_keeps_the_invariants() {
+    DROPPED.store(0, SeqCst);
+    CREATED.store(0, SeqCst);
+    let start = qsbr::stats().registered_threads;
+    for round in 0..8u8 {
+        let threads: Vec<_> = (0..6u8)
+            .map(|t| {
+                thread::spawn(move || {
+                    KEPT.with(|_| {});
+                    let me = register_thread();
+                    for i in 0..200u8 {
+                        qsbr::retire(Wild::new(i.wrapping_add(t).wrapping_add(round)));
+                        if i % 50 == 0 {
+                            me.blocking(thread::yield_now);
+                        }
+                        me.quiescent();
+                    }
+                    KEPT.with(|k| *k.borrow_mut() = Some(KeptHandle(me)));
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            within(Duration::from_secs(10), "a stop during the churn", || drop(gcmalloc::stop_the_world()));
+        }
+        threads.into_iter().for_each(|t| within(Duration::from_secs(10), "a churning thread", move || t.join().unwrap()));
+    }
+    let me = register_thread();
+    let begin = Instant::now();
+    while DROPPED.load(SeqCst) < CREATED.load(SeqCst) {
+        assert!(begin.elapsed() < Duration::from_secs(10), "{} of {} dropped", DROPPED.load(SeqCst), CREATED.load(SeqCst));
+        me.quiescent();
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(me);
+    assert_eq!(DROPPED.load(SeqCst), CREATED.load(SeqCst), "every object dropped exactly once");
+    invariants(start, "a churn of everything");
+    // SAFETY: every other thread of this test has been joined.
+    let audit = unsafe { gcmalloc::audit() };
+    assert_eq!(audit.counted, audit.carried, "the accounting drifted");
+}
+
 /// Runs without libtest (`harness = false` in Cargo.toml): the invariants
 /// are process wide (registered threads, dropped objects).
 fn main() {
@@ -442,7 +518,7 @@ fn main() {
             report(info);
         }
     }));
-    let tests: [(&str, fn()); 11] = [
+    let tests: [(&str, fn()); 12] = [
         ("retiring_from_a_drop_at_thread_exit", retiring_from_a_drop_at_thread_exit),
         ("a_handle_in_a_thread_local_outlives_the_exit_guard", a_handle_in_a_thread_local_outlives_the_exit_guard),
         ("registering_from_a_drop_at_thread_exit", registering_from_a_drop_at_thread_exit),
@@ -454,6 +530,7 @@ fn main() {
         ("a_stuck_thread_does_not_pile_up_large_blocks", a_stuck_thread_does_not_pile_up_large_blocks),
         ("items_of_a_detached_thread_are_reclaimed_without_it", items_of_a_detached_thread_are_reclaimed_without_it),
         ("orphans_are_reclaimed_by_quiescent_states_alone", orphans_are_reclaimed_by_quiescent_states_alone),
+        ("a_churn_of_everything_keeps_the_invariants", a_churn_of_everything_keeps_the_invariants),
     ];
     for (name, test) in tests {
         test();
