@@ -60,7 +60,17 @@ extern "C" fn prepare() {
     let orphans = domain().lock_orphans();
     // SAFETY: takes our accounting lock; released by `parent` or `child`.
     unsafe { ffi::mi_acct_fork_lock(true) };
-    let _ = HELD.try_with(|h| *h.borrow_mut() = Some(Held { turn, registry, orphans }));
+    let mut held = Some(Held { turn, registry, orphans });
+    if HELD.try_with(|h| *h.borrow_mut() = held.take()).is_err() {
+        // A fork from a thread-local destructor: nothing can be kept across
+        // it, so nothing is held (the child is then as after a plain fork).
+        drop(held);
+        // SAFETY: taken above, on this thread.
+        unsafe { ffi::mi_acct_fork_lock(false) };
+        if turn {
+            world::release_turn();
+        }
+    }
 }
 
 extern "C" fn parent() {
@@ -85,6 +95,6 @@ fn release(fix: impl FnOnce(&mut Held)) {
     drop(orphans);
     drop(registry);
     if turn {
-        world::release_turn_after_fork();
+        world::release_turn();
     }
 }

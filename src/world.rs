@@ -87,10 +87,9 @@ pub(crate) fn take_turn_for_fork() -> bool {
     take_turn(world(), current_slot(), None)
 }
 
-/// After a `fork`, in parent and child: gives back the turn taken by
-/// [`take_turn_for_fork`].
-#[cfg(all(unix, not(loom)))]
-pub(crate) fn release_turn_after_fork() {
+/// Gives the turn back: a stop ended, or (in parent and child) a fork's
+/// handlers are done with the turn [`take_turn_for_fork`] took.
+pub(crate) fn release_turn() {
     *lock(&world().turn) = false;
     world().turn_free.notify_one();
 }
@@ -168,9 +167,8 @@ impl Drop for StopTheWorld {
         restart();
         // The turn is released after this: the next stop starts only once
         // every thread has its state back.
-        HOLDS_STOP.with(|h| h.set(false));
-        *lock(&world().turn) = false;
-        world().turn_free.notify_one();
+        let _ = HOLDS_STOP.try_with(|h| h.set(false));
+        release_turn();
     }
 }
 
