@@ -14,7 +14,8 @@
 //!   accounting's heap-list lock (`mi_acct_fork_lock`), in that order;
 //! * **parent**: releases them in reverse order;
 //! * **child**: frees every registration but the forking thread's (their
-//!   pending items move, sealed, to the orphan queue), then releases them.
+//!   pending items are leaked: a thread may have been mid-push), then
+//!   releases them.
 //!
 //! The stop turn is not taken when the forking thread holds the stop
 //! itself: its `StopTheWorld` restarts a world of one in the child.
@@ -80,7 +81,7 @@ extern "C" fn parent() {
 extern "C" fn child() {
     release(|held| {
         let me = current_slot();
-        domain().keep_only(me, &mut held.registry, &mut held.orphans);
+        domain().keep_only(me, &mut held.registry);
         held.registry.stopping = false;
     });
 }

@@ -150,33 +150,27 @@ impl Domain {
     }
 
     /// In a forked child, where only the forking thread exists: frees every
-    /// other thread's slot, and moves its pending items (sealed) to the
-    /// orphan queue, so no registration of a thread that is not there holds
-    /// a goal or a stop back. The caller holds the registry and orphan locks.
+    /// other thread's slot, so no registration of a thread that is not there
+    /// holds a goal or a stop back. Their pending items are leaked, unread:
+    /// a thread may have been in the middle of pushing to its queue when the
+    /// fork happened. The caller holds the registry lock.
     #[cfg(all(unix, not(loom)))]
-    pub(crate) fn keep_only(
-        &self,
-        me: Option<&Slot>,
-        inner: &mut crate::sync::MutexGuard<'_, crate::registry::Inner>,
-        orphans: &mut Fifo,
-    ) {
+    pub(crate) fn keep_only(&self, me: Option<&Slot>, inner: &mut crate::sync::MutexGuard<'_, crate::registry::Inner>) {
         for slot in crate::registry::registry().slots() {
-            if me.is_some_and(|m| core::ptr::eq(m, slot)) || slot.state.load(Ordering::Acquire) == crate::registry::state::FREE {
+            let free = slot.state.load(Ordering::Acquire) == crate::registry::state::FREE;
+            if free || me.is_some_and(|m| core::ptr::eq(m, slot)) {
                 continue;
             }
             // SAFETY: the slot's owner does not exist in this process (the
             // child of a fork has only the forking thread), so this is the
-            // only reference to its queue.
+            // only reference to its queue; the old queue is moved out bitwise
+            // and forgotten, never read.
             let fifo = unsafe { slot.fifo() };
-            if fifo.unsealed().0 > 0 {
-                fifo.seal(self.advance());
-            }
-            orphans.append(fifo);
+            core::mem::forget(core::mem::replace(fifo, Fifo::new()));
             slot.publish_pending(fifo);
             slot.ticks.set(0);
             crate::registry::registry().free_orphaned(slot, inner);
         }
-        self.publish_orphans(orphans);
     }
 
     /// Called by a thread that is unregistering or detaching (offline):
