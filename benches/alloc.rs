@@ -81,9 +81,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pair");
     for size in SIZES {
         for (name, case) in allocators() {
-            g.bench_with_input(BenchmarkId::new(name, size), &size, |b, &size| {
-                b.iter(|| case.pair(layout(size)))
-            });
+            g.bench_with_input(BenchmarkId::new(name, size), &size, |b, &size| b.iter(|| case.pair(layout(size))));
         }
     }
     g.finish();

@@ -96,10 +96,8 @@ fn parent() {
     println!("{:<10} {:>6} {:>14}  ratios to stock", "case", "size", "stock Ir/op");
     for workload in [Workload::Pair, Workload::Batch] {
         for size in SIZES {
-            let counts: Vec<u64> = Mode::ALL
-                .iter()
-                .map(|mode| count_instructions(&exe, workload, size, *mode))
-                .collect();
+            let counts: Vec<u64> =
+                Mode::ALL.iter().map(|mode| count_instructions(&exe, workload, size, *mode)).collect();
             let stock = counts[0] as f64;
             let mut line = format!("{:<10} {:>6} {:>14.1} ", workload.name(), size, stock / OPS as f64);
             for (i, &c) in counts.iter().enumerate().skip(1) {
@@ -113,12 +111,7 @@ fn parent() {
     for (i, mode) in Mode::ALL.iter().enumerate().skip(1) {
         let r = &mut ratios[i];
         r.sort_by(f64::total_cmp);
-        println!(
-            "{:<20} median ratio {:.4}, max {:.4}",
-            mode.name(),
-            r[r.len() / 2],
-            r[r.len() - 1]
-        );
+        println!("{:<20} median ratio {:.4}, max {:.4}", mode.name(), r[r.len() / 2], r[r.len() - 1]);
     }
 }
 
@@ -144,8 +137,7 @@ fn child(args: &[String]) {
     let workload = Workload::parse(&args[0]).expect("workload");
     let size: usize = args[1].parse().expect("size");
     let mode = Mode::parse(&args[2]).expect("mode");
-    let registered = matches!(mode, Mode::Registered | Mode::RegisteredNoDelay)
-        .then(gcmalloc::register_thread);
+    let registered = matches!(mode, Mode::Registered | Mode::RegisteredNoDelay).then(gcmalloc::register_thread);
     gcmalloc::set_page_reuse_delay(mode != Mode::RegisteredNoDelay);
     let quiesce = || {
         if let Some(me) = &registered {
@@ -166,13 +158,7 @@ fn run<A: GlobalAlloc>(a: &A, workload: Workload, l: Layout, quiesce: &dyn Fn())
 }
 
 #[inline(never)]
-fn measured_region<A: GlobalAlloc>(
-    a: &A,
-    workload: Workload,
-    l: Layout,
-    slots: &mut [*mut u8],
-    quiesce: &dyn Fn(),
-) {
+fn measured_region<A: GlobalAlloc>(a: &A, workload: Workload, l: Layout, slots: &mut [*mut u8], quiesce: &dyn Fn()) {
     work(a, workload, l, slots, quiesce);
 }
 

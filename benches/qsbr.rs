@@ -102,9 +102,7 @@ fn poll(c: &mut Criterion) {
         let (release, handles) = park_registered(n);
         let me = gcmalloc::register_thread();
         me.quiescent();
-        g.bench_with_input(BenchmarkId::new("full_scan_threads", n), &n, |b, _| {
-            b.iter(qsbr::bench_full_scan)
-        });
+        g.bench_with_input(BenchmarkId::new("full_scan_threads", n), &n, |b, _| b.iter(qsbr::bench_full_scan));
         drop(me);
         drop(release);
         for h in handles {

@@ -50,7 +50,9 @@ pub(crate) fn install_handlers() {
         // (they take locks and reset plain state), as pthread_atfork needs.
         let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
         if rc != 0 {
-            eprintln!("gcmalloc: pthread_atfork failed ({rc}); a forked child may inherit other threads' registrations");
+            eprintln!(
+                "gcmalloc: pthread_atfork failed ({rc}); a forked child may inherit other threads' registrations"
+            );
         }
     });
 }

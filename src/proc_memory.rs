@@ -40,13 +40,8 @@ fn read_into(buf: &mut [u8]) -> Option<usize> {
 
 /// The value of a `Name:   1234 kB` line, in KiB.
 fn status_field_kib(status: &[u8], name: &[u8]) -> Option<usize> {
-    let line = status
-        .split(|&b| b == b'\n')
-        .find(|line| line.starts_with(name))?;
-    let digits = line[name.len()..]
-        .iter()
-        .skip_while(|b| b.is_ascii_whitespace())
-        .take_while(|b| b.is_ascii_digit());
+    let line = status.split(|&b| b == b'\n').find(|line| line.starts_with(name))?;
+    let digits = line[name.len()..].iter().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_digit());
     let mut value: usize = 0;
     let mut any = false;
     for &d in digits {
@@ -74,10 +69,7 @@ mod tests {
         let before = rss_and_swap().expect("procfs readable on Linux");
         let block = std::hint::black_box(vec![1u8; 64 << 20]);
         let during = rss_and_swap().unwrap();
-        assert!(
-            during >= before + (48 << 20),
-            "before {before}, during {during}"
-        );
+        assert!(during >= before + (48 << 20), "before {before}, during {during}");
         drop(block);
     }
 }

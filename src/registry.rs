@@ -53,7 +53,10 @@ use std::alloc::{GlobalAlloc, System};
 use crate::queue::Fifo;
 use core::fmt;
 
-use crate::sync::{const_thread_local, global, lock, thread::Thread, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    const_thread_local, global, lock, thread::Thread, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard,
+    Ordering,
+};
 
 /// Raw thread states stored in a slot (see the module docs).
 pub(crate) mod state {
@@ -391,9 +394,7 @@ impl Registry {
 
     /// The minimum online `seq` over every slot (or `wr`), ignoring caches.
     pub(crate) fn full_min(&self, wr: u64) -> u64 {
-        self.chunks()
-            .filter_map(|c| online_min(&c.slots, wr, None))
-            .fold(wr, seq_min)
+        self.chunks().filter_map(|c| online_min(&c.slots, wr, None)).fold(wr, seq_min)
     }
 }
 

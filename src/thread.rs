@@ -179,9 +179,9 @@ impl ThreadHandle {
                 }
             }
         }
-        let was_attached = self.slot().is_some_and(|s| {
-            matches!(s.state.load(Ordering::Relaxed), state::ATTACHED | state::STOP_REQUESTED)
-        });
+        let was_attached = self
+            .slot()
+            .is_some_and(|s| matches!(s.state.load(Ordering::Relaxed), state::ATTACHED | state::STOP_REQUESTED));
         self.detach();
         let _reattach = Reattach(self, was_attached);
         f()
@@ -193,11 +193,12 @@ impl Drop for ThreadHandle {
         let Some(slot) = self.slot() else { return };
         // (Under loom every thread-local is destroyed at exit; with std these
         // const, drop-free ones never are.)
-        let last = HANDLES.try_with(|h| {
-            h.set(h.get() - 1);
-            h.get() == 0
-        })
-        .unwrap_or(true);
+        let last = HANDLES
+            .try_with(|h| {
+                h.set(h.get() - 1);
+                h.get() == 0
+            })
+            .unwrap_or(true);
         if last {
             unregister(slot);
         }

@@ -164,10 +164,7 @@ impl TriggerBuilder {
     pub fn build(self) -> GcTrigger {
         let counts = Arc::new(Counts::default());
         counts.baseline.store(self.source.read().unwrap_or(0), Relaxed);
-        GcTrigger {
-            config: self,
-            counts,
-        }
+        GcTrigger { config: self, counts }
     }
 }
 
@@ -288,11 +285,7 @@ impl GcTrigger {
         if young.saturating_add(counts.deferred.load(Relaxed)) > cap {
             return true;
         }
-        if self
-            .config
-            .pacing
-            .wants_collection(memory, counts.baseline.load(Relaxed))
-        {
+        if self.config.pacing.wants_collection(memory, counts.baseline.load(Relaxed)) {
             return true;
         }
         // Defer: add before subtracting (Release, see `pending`), so that a
@@ -321,9 +314,7 @@ impl GcTrigger {
         let counts = &*self.counts;
         counts.young.store(0, Relaxed);
         counts.deferred.store(0, Relaxed);
-        counts
-            .baseline
-            .store(self.config.source.read().unwrap_or(0), Relaxed);
+        counts.baseline.store(self.config.source.read().unwrap_or(0), Relaxed);
     }
 
     /// Adds the calling thread's batched allocations to the shared count.

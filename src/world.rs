@@ -224,7 +224,11 @@ impl StallError {
 impl fmt::Display for StallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.another_stop {
-            return write!(f, "stop-the-world timed out after {:?} waiting for another thread's stop to end", self.timeout);
+            return write!(
+                f,
+                "stop-the-world timed out after {:?} waiting for another thread's stop to end",
+                self.timeout
+            );
         }
         write!(
             f,
@@ -391,9 +395,7 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
 /// waits (the stop in progress may be waiting for it), and attaches again
 /// after: a CAS each way, small next to a stop.
 fn take_turn(w: &'static World, me: Option<&Slot>, deadline: Option<Instant>) -> bool {
-    let attached = me.filter(|s| {
-        matches!(s.state.load(Ordering::Acquire), state::ATTACHED | state::STOP_REQUESTED)
-    });
+    let attached = me.filter(|s| matches!(s.state.load(Ordering::Acquire), state::ATTACHED | state::STOP_REQUESTED));
     if let Some(me) = attached {
         detach(me);
     }
@@ -554,11 +556,7 @@ pub(crate) fn detach(slot: &Slot) {
 /// Attaches `slot`'s thread: one CAS, or waits while the world is stopped;
 /// then online for QSBR.
 pub(crate) fn attach(slot: &Slot) {
-    if slot
-        .state
-        .compare_exchange(state::DETACHED, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    if slot.state.compare_exchange(state::DETACHED, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed).is_err() {
         attach_slow(slot);
     }
     qsbr::come_online(slot);
@@ -592,11 +590,7 @@ fn attach_slow(slot: &Slot) {
         match cur {
             state::ATTACHED | state::STOP_REQUESTED => return,
             state::DETACHED => {
-                if slot
-                    .state
-                    .compare_exchange(cur, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
+                if slot.state.compare_exchange(cur, state::ATTACHED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                     return;
                 }
             }

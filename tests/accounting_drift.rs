@@ -24,10 +24,10 @@ static SHARED: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 /// Mostly small sizes (full pages), some medium, a few large and huge.
 fn random_size(rng: &mut XorShift) -> usize {
     match rng.below(10_000) {
-        0..=6_999 => 16 + 16 * rng.below(32),            // small: 16..512
-        7_000..=9_899 => 1024 + 512 * rng.below(60),     // up to ~31 KiB, small and medium
+        0..=6_999 => 16 + 16 * rng.below(32),             // small: 16..512
+        7_000..=9_899 => 1024 + 512 * rng.below(60),      // up to ~31 KiB, small and medium
         9_900..=9_997 => (80 << 10) + rng.below(1 << 19), // large
-        _ => (17 << 20) + rng.below(1 << 20),            // huge (over 16 MiB)
+        _ => (17 << 20) + rng.below(1 << 20),             // huge (over 16 MiB)
     }
 }
 

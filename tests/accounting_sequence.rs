@@ -38,7 +38,7 @@ fn full_abandoned_freed_reclaimed_refilled_is_counted_once() {
     .unwrap();
     let after_exit = assert_accounting_consistent("after A exited");
     let per_page = by_page(&a_blocks).values().map(Vec::len).max().unwrap(); // blocks in a full page
-    // 64, or 80 with the padding of `--features debug`
+                                                                             // 64, or 80 with the padding of `--features debug`
     let block_size = a_blocks.windows(2).map(|w| w[1].0.abs_diff(w[0].0)).min().unwrap();
     let full_pages = by_page(&a_blocks).values().filter(|p| p.len() == per_page).count();
     assert!(full_pages >= 2, "expected full pages, found {full_pages}");

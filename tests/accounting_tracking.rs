@@ -45,7 +45,8 @@ fn small_blocks_are_tracked_and_freeing_lowers_the_estimate_but_not_rss() {
     let held = gcmalloc::estimate() - before;
     // The bytes the blocks occupy: 100 MiB, or more in `--features debug`
     // builds, where padding moves 1 KiB requests to the 1,280-byte size class.
-    let stride = blocks.windows(2).map(|w| (&*w[1] as *const _ as usize).abs_diff(&*w[0] as *const _ as usize)).min().unwrap();
+    let stride =
+        blocks.windows(2).map(|w| (&*w[1] as *const _ as usize).abs_diff(&*w[0] as *const _ as usize)).min().unwrap();
     let occupied = COUNT * stride;
     assert!(
         held.abs_diff(occupied) <= occupied / 10,

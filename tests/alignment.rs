@@ -9,8 +9,30 @@ use gcmalloc::GcMalloc;
 static GLOBAL: GcMalloc = GcMalloc;
 
 const SIZES: &[usize] = &[
-    1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 100, 127, 1000, 4095, 4096, 4097, 10_000,
-    65_536, 100_000, 1 << 20, (3 << 20) + 5,
+    1,
+    7,
+    8,
+    9,
+    15,
+    16,
+    17,
+    24,
+    31,
+    32,
+    33,
+    48,
+    63,
+    100,
+    127,
+    1000,
+    4095,
+    4096,
+    4097,
+    10_000,
+    65_536,
+    100_000,
+    1 << 20,
+    (3 << 20) + 5,
 ];
 
 /// Alignments 1 B ..= 64 MiB: past 16 MiB mimalloc uses a dedicated segment.
@@ -104,11 +126,7 @@ fn realloc_keeps_contents_and_alignment_across_size_classes() {
 
 #[test]
 fn impossible_requests_return_null_without_aborting() {
-    let huge = [
-        (isize::MAX as usize - 4095, 4096),
-        (isize::MAX as usize - 4095, 1),
-        (isize::MAX as usize / 2, 8),
-    ];
+    let huge = [(isize::MAX as usize - 4095, 4096), (isize::MAX as usize - 4095, 1), (isize::MAX as usize / 2, 8)];
     for (size, align) in huge {
         let layout = Layout::from_size_align(size, align).unwrap();
         // SAFETY: non-zero size; a null result is the expected answer.

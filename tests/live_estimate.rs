@@ -196,9 +196,14 @@ fn a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes() {
     let estimate = mark_sweep_cycle(GcTrigger::default(), ALLOCATIONS);
     let exact = mark_sweep_cycle(GcTrigger::builder().source(MemorySource::Custom(live_bytes)).build(), ALLOCATIONS);
     let count = mark_sweep_cycle(GcTrigger::builder().source(MemorySource::None).build(), ALLOCATIONS);
-    println!("  mark-sweep over {ALLOCATIONS} allocations: sweeps estimate {estimate}, exact live {exact}, count {count}");
+    println!(
+        "  mark-sweep over {ALLOCATIONS} allocations: sweeps estimate {estimate}, exact live {exact}, count {count}"
+    );
     assert!(estimate * 4 <= exact * 5, "estimate {estimate} sweeps vs exact {exact}: over 1.25x");
-    assert!(estimate * 5 >= exact * 4, "estimate {estimate} sweeps vs exact {exact}: under 0.8x, memory outgrows the gate");
+    assert!(
+        estimate * 5 >= exact * 4,
+        "estimate {estimate} sweeps vs exact {exact}: under 0.8x, memory outgrows the gate"
+    );
     assert!(estimate * 5 <= count, "estimate {estimate} sweeps vs count-only {count}: over 0.2x");
 }
 
@@ -272,7 +277,10 @@ fn main() {
     for (name, test) in [
         ("random_fragmentation_is_tracked_after_a_refresh", random_fragmentation_is_tracked_after_a_refresh as fn()),
         ("steady_churn_is_tracked_without_a_refresh", steady_churn_is_tracked_without_a_refresh),
-        ("a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes", a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes),
+        (
+            "a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes",
+            a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes,
+        ),
         ("abandoned_pages_freed_into_stay_tracked", abandoned_pages_freed_into_stay_tracked),
         ("a_stop_refreshes_the_heaps_of_parked_threads", a_stop_refreshes_the_heaps_of_parked_threads),
     ] {

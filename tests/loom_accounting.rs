@@ -35,7 +35,7 @@ fn blocks(tf: usize) -> usize {
 struct Page {
     xthread_free: AtomicUsize,
     acct_bytes: AtomicUsize,
-    used: AtomicUsize,              // owner-only in C; atomic here only to share it
+    used: AtomicUsize,             // owner-only in C; atomic here only to share it
     segment_abandoned: AtomicBool, // `_mi_arena_segment_mark_abandoned`
     abandoned_total: AtomicUsize,  // `mi_acct.abandoned`
     reclaimed: AtomicBool,

@@ -14,10 +14,7 @@ use gcmalloc::{GcTrigger, MemorySource};
 
 /// Memory never grows: every check past the threshold defers.
 fn flat_trigger() -> GcTrigger {
-    GcTrigger::builder()
-        .threshold(1)
-        .source(MemorySource::Custom(|| 1 << 30))
-        .build()
+    GcTrigger::builder().threshold(1).source(MemorySource::Custom(|| 1 << 30)).build()
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn a_deleted_heap_hands_its_waiting_pages_over_whole() {
     }
     assert!(gcmalloc::usage().delayed_pages > 0, "the emptied page should wait for its goal");
     me.quiescent(); // the goal is reached
-    // SAFETY: collects the calling thread's heap.
+                    // SAFETY: collects the calling thread's heap.
     unsafe { mi_collect(false) };
     drop(me);
     assert_accounting_consistent("after the deleted heap's page was freed");

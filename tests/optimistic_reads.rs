@@ -83,7 +83,7 @@ fn release(p: *mut Obj) {
 /// `p` was loaded from the table by a registered thread that has not passed
 /// a quiescent state since; it may have been freed.
 unsafe fn try_incref(p: *mut Obj) -> bool {
-    // SAFETY (caller): the block's page still holds 64-byte blocks, so the
+    // SAFETY: (from the caller) the block's page still holds 64-byte blocks, so the
     // word is mapped and is either this object's count or a freed/new
     // object's; the LIVE marker and the re-check sort them out.
     let refs = unsafe { &(*p).refs };

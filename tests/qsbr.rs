@@ -65,9 +65,8 @@ fn readers_never_see_a_retired_node_dropped() {
     const SLOTS: usize = 8;
     const READERS: usize = 3;
     const WRITES: usize = 40_000;
-    let table: Arc<Vec<AtomicPtr<Node>>> = Arc::new(
-        (0..SLOTS).map(|_| AtomicPtr::new(Box::into_raw(Box::new(node())))).collect(),
-    );
+    let table: Arc<Vec<AtomicPtr<Node>>> =
+        Arc::new((0..SLOTS).map(|_| AtomicPtr::new(Box::into_raw(Box::new(node())))).collect());
     DROPPED.store(0, Ordering::Relaxed);
     let done = Arc::new(AtomicBool::new(false));
     let poisoned = Arc::new(AtomicUsize::new(0));

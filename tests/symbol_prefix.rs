@@ -37,7 +37,12 @@ fn compile(cc: &str, source: &Path, include: &Path, object: &Path) {
         .arg(object)
         .output()
         .unwrap_or_else(|e| panic!("running {cc}: {e}"));
-    assert!(output.status.success(), "{cc} failed on {}:\n{}", source.display(), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{cc} failed on {}:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn globals(object: &Path) -> Vec<String> {
@@ -62,8 +67,11 @@ fn renamed_with(cc: &str) {
     assert!(names.iter().any(|n| n == "mi_malloc"), "{cc}: no mi_malloc among {names:?}");
     std::fs::write(dir.join("gcm_rename.h"), symbols::rename_header(&names, PREFIX)).unwrap();
     let wrapper = dir.join("gcm_static.c");
-    std::fs::write(&wrapper, format!("#include \"gcm_rename.h\"\n#include \"{}\"\n", mimalloc().join("src/static.c").display()))
-        .unwrap();
+    std::fs::write(
+        &wrapper,
+        format!("#include \"gcm_rename.h\"\n#include \"{}\"\n", mimalloc().join("src/static.c").display()),
+    )
+    .unwrap();
     compile(cc, &wrapper, &dir, &second);
     let renamed = globals(&second);
     assert_eq!(symbols::unprefixed(&renamed, PREFIX), Vec::<&str>::new(), "{cc}: globals left without the prefix");

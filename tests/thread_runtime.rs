@@ -69,7 +69,8 @@ fn wait_until_dropped(expected: usize, what: &str) {
 
 fn invariants(registered_at_start: usize, what: &str) {
     assert_eq!(qsbr::stats().registered_threads, registered_at_start, "{what}: registrations left behind");
-    let world = within(Duration::from_secs(10), what, || gcmalloc::stop_the_world_timeout(Duration::from_secs(5)).is_ok());
+    let world =
+        within(Duration::from_secs(10), what, || gcmalloc::stop_the_world_timeout(Duration::from_secs(5)).is_ok());
     assert!(world, "{what}: a final stop of the world failed");
 }
 
@@ -392,7 +393,11 @@ fn items_of_a_detached_thread_are_reclaimed_without_it() {
     let me = register_thread();
     let start = Instant::now();
     while DROPPED.load(SeqCst) < 1_000 {
-        assert!(start.elapsed() < Duration::from_secs(5), "{} of 1000 reclaimed while their thread is detached", DROPPED.load(SeqCst));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{} of 1000 reclaimed while their thread is detached",
+            DROPPED.load(SeqCst)
+        );
         me.quiescent(); // quiescent states only: no retire of its own
         thread::sleep(Duration::from_millis(1));
     }
@@ -488,12 +493,19 @@ fn a_churn_of_everything_keeps_the_invariants() {
         for _ in 0..5 {
             within(Duration::from_secs(10), "a stop during the churn", || drop(gcmalloc::stop_the_world()));
         }
-        threads.into_iter().for_each(|t| within(Duration::from_secs(10), "a churning thread", move || t.join().unwrap()));
+        threads
+            .into_iter()
+            .for_each(|t| within(Duration::from_secs(10), "a churning thread", move || t.join().unwrap()));
     }
     let me = register_thread();
     let begin = Instant::now();
     while DROPPED.load(SeqCst) < CREATED.load(SeqCst) {
-        assert!(begin.elapsed() < Duration::from_secs(10), "{} of {} dropped", DROPPED.load(SeqCst), CREATED.load(SeqCst));
+        assert!(
+            begin.elapsed() < Duration::from_secs(10),
+            "{} of {} dropped",
+            DROPPED.load(SeqCst),
+            CREATED.load(SeqCst)
+        );
         me.quiescent();
         thread::sleep(Duration::from_millis(1));
     }
@@ -511,7 +523,10 @@ fn main() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let expected = ["(on purpose)", "holds a StopTheWorld"];
-        let text = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+        let text = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         if !expected.iter().any(|e| text.contains(e)) {

@@ -25,8 +25,7 @@ fn blocks_freed_by_other_threads() {
             thread::spawn(move || {
                 for round in 0..200 {
                     let size = 8 << (round % 12); // 8 B .. 16 KiB
-                    let batch: Vec<Box<[u8]>> =
-                        (0..100).map(|i| vec![i as u8; size].into_boxed_slice()).collect();
+                    let batch: Vec<Box<[u8]>> = (0..100).map(|i| vec![i as u8; size].into_boxed_slice()).collect();
                     tx.send(batch).unwrap();
                 }
             })

@@ -25,10 +25,7 @@ fn run(trigger: &GcTrigger, n: usize) -> usize {
 
 #[test]
 fn young_threshold_is_passed_only_after_threshold_allocations() {
-    let trigger = GcTrigger::builder()
-        .threshold(2_000)
-        .source(MemorySource::None)
-        .build();
+    let trigger = GcTrigger::builder().threshold(2_000).source(MemorySource::None).build();
     trigger.record_alloc(2_000);
     assert!(!trigger.should_collect(), "2,000 allocations do not pass 2,000");
     trigger.record_alloc(1);
@@ -42,9 +39,7 @@ fn young_threshold_is_passed_only_after_threshold_allocations() {
 #[test]
 fn gate_defers_until_memory_grows_by_the_fraction() {
     static MEM: AtomicUsize = AtomicUsize::new(100 * MIB);
-    let trigger = GcTrigger::builder()
-        .source(MemorySource::Custom(|| MEM.load(Relaxed)))
-        .build();
+    let trigger = GcTrigger::builder().source(MemorySource::Custom(|| MEM.load(Relaxed))).build();
     assert_eq!(trigger.baseline(), 100 * MIB);
 
     trigger.record_alloc(2_001);
@@ -68,9 +63,7 @@ fn gate_defers_until_memory_grows_by_the_fraction() {
 #[test]
 fn gate_asks_for_at_least_128_kib_of_growth() {
     static MEM: AtomicUsize = AtomicUsize::new(0);
-    let trigger = GcTrigger::builder()
-        .source(MemorySource::Custom(|| MEM.load(Relaxed)))
-        .build();
+    let trigger = GcTrigger::builder().source(MemorySource::Custom(|| MEM.load(Relaxed))).build();
     trigger.record_alloc(2_001);
     MEM.store(128 << 10, Relaxed);
     assert!(!trigger.should_collect());
@@ -82,10 +75,7 @@ fn gate_asks_for_at_least_128_kib_of_growth() {
 #[test]
 fn cap_collects_after_40_thresholds_of_flat_memory() {
     static MEM: AtomicUsize = AtomicUsize::new(100 * MIB);
-    let trigger = GcTrigger::builder()
-        .threshold(100)
-        .source(MemorySource::Custom(|| MEM.load(Relaxed)))
-        .build();
+    let trigger = GcTrigger::builder().threshold(100).source(MemorySource::Custom(|| MEM.load(Relaxed))).build();
     let cap = 40 * 100;
     let mut first = None;
     for i in 1..=3 * cap {
@@ -104,11 +94,8 @@ fn cap_collects_after_40_thresholds_of_flat_memory() {
 #[test]
 fn cap_multiple_is_configurable() {
     static MEM: AtomicUsize = AtomicUsize::new(100 * MIB);
-    let trigger = GcTrigger::builder()
-        .threshold(100)
-        .cap_multiple(5)
-        .source(MemorySource::Custom(|| MEM.load(Relaxed)))
-        .build();
+    let trigger =
+        GcTrigger::builder().threshold(100).cap_multiple(5).source(MemorySource::Custom(|| MEM.load(Relaxed))).build();
     let collections = run(&trigger, 10 * 5 * 100);
     assert!((8..=10).contains(&collections), "{collections} collections");
 }
@@ -143,9 +130,7 @@ fn goal_mode_collects_at_the_heap_goal() {
 #[test]
 fn reading_counts_never_drains_them() {
     static MEM: AtomicUsize = AtomicUsize::new(100 * MIB);
-    let trigger = GcTrigger::builder()
-        .source(MemorySource::Custom(|| MEM.load(Relaxed)))
-        .build();
+    let trigger = GcTrigger::builder().source(MemorySource::Custom(|| MEM.load(Relaxed))).build();
     let mut collections = 0;
     let mut expected_pending = 0;
     for _ in 0..200_000 {

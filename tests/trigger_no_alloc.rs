@@ -12,16 +12,10 @@ static MEM: AtomicUsize = AtomicUsize::new(1 << 30);
 
 fn record_check_and_collect_do_not_allocate() {
     let _profiler = dhat::Profiler::builder().testing().build();
-    let sources = [
-        MemorySource::Custom(|| MEM.load(Relaxed)),
-        MemorySource::Rss,
-        MemorySource::Estimate,
-        MemorySource::None,
-    ];
-    let triggers: Vec<GcTrigger> = sources
-        .iter()
-        .map(|&source| GcTrigger::builder().threshold(100).source(source).build())
-        .collect();
+    let sources =
+        [MemorySource::Custom(|| MEM.load(Relaxed)), MemorySource::Rss, MemorySource::Estimate, MemorySource::None];
+    let triggers: Vec<GcTrigger> =
+        sources.iter().map(|&source| GcTrigger::builder().threshold(100).source(source).build()).collect();
     // Warm up: the first record on a thread registers its batch's TLS
     // destructor, which may allocate once.
     for trigger in &triggers {

@@ -12,7 +12,6 @@ use gcmalloc::GcMalloc;
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
 
-
 const SMALL: usize = 64;
 const BLOCKS: usize = 20_000; // ~1.3 MB: about twenty 64 KiB pages
 

@@ -82,10 +82,7 @@ fn reattaching_after_sleep_is_not_starved_by_a_tight_stop_loop() {
     // returns. Counted meanwhile: that stop, and perhaps one that had ended
     // but not yet been counted. The naive design (the restart leaves the
     // waiter DETACHED) was re-parked by 80 to 1,959 stops in one attach.
-    assert!(
-        most_stops_in_one_attach <= 2,
-        "an attach() waited out {most_stops_in_one_attach} stops"
-    );
+    assert!(most_stops_in_one_attach <= 2, "an attach() waited out {most_stops_in_one_attach} stops");
 }
 
 /// 64 threads attach, detach and quiesce while two other threads stop the

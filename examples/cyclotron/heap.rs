@@ -95,14 +95,7 @@ unsafe impl Send for Heap {}
 
 impl Heap {
     pub fn new(gauge: Arc<TrashGauge>) -> Self {
-        Heap {
-            objects: Vec::new(),
-            mark_stack: Vec::new(),
-            roots: Vec::new(),
-            trash: 0,
-            gauge,
-            pauses: Vec::new(),
-        }
+        Heap { objects: Vec::new(), mark_stack: Vec::new(), roots: Vec::new(), trash: 0, gauge, pauses: Vec::new() }
     }
 
     /// A new object with `payload` bytes, written so that they are resident.
@@ -155,10 +148,7 @@ impl Heap {
     pub fn collect(&mut self) {
         self.mark();
         let freed = self.sweep();
-        assert_eq!(
-            freed, self.trash,
-            "collector freed other objects than the workload dropped"
-        );
+        assert_eq!(freed, self.trash, "collector freed other objects than the workload dropped");
         self.gauge.sub(freed);
         self.trash = 0;
     }

@@ -80,9 +80,7 @@ fn trigger_for(policy: &str) -> GcTrigger {
         "count" => builder.source(MemorySource::None),
         "rss" => builder.source(MemorySource::Rss),
         "estimate" => builder.source(MemorySource::Estimate),
-        "goal" => builder
-            .source(MemorySource::Estimate)
-            .pacing(Pacing::Goal { gogc: 100, min_heap: 4 << 20 }),
+        "goal" => builder.source(MemorySource::Estimate).pacing(Pacing::Goal { gogc: 100, min_heap: 4 << 20 }),
         other => unreachable!("policy {other} was validated by the parser"),
     }
     .build()

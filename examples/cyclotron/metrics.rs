@@ -129,10 +129,8 @@ const STABILITY_WINDOWS: usize = 20;
 pub fn stability(samples: &[Sample], collections: usize) -> (bool, f64) {
     let windows = (collections / 2).clamp(4, STABILITY_WINDOWS);
     let per_window = samples.len().div_ceil(windows).max(1);
-    let peaks: Vec<f64> = samples
-        .chunks(per_window)
-        .map(|w| w.iter().map(|s| s.trash).max().unwrap_or(0) as f64)
-        .collect();
+    let peaks: Vec<f64> =
+        samples.chunks(per_window).map(|w| w.iter().map(|s| s.trash).max().unwrap_or(0) as f64).collect();
     let slope = theil_sen_slope(&peaks);
     let mean = peaks.iter().sum::<f64>() / peaks.len().max(1) as f64;
     let rise = slope * peaks.len() as f64;

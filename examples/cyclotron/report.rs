@@ -62,7 +62,20 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
         let _ = writeln!(
             out,
             "{:>5} {:>6} {:>7} {:>6} {:>7} {:>5} {:>6} {:>5} {:>7} {:>5} {:>7} {:>5} {:>6} {:>6}",
-            "wl", "cycle", "extra", "live", "t(s)", "r-t", "rss", "r-rss", "trash", "r-tr", "pause", "r-p", "colls", "stable"
+            "wl",
+            "cycle",
+            "extra",
+            "live",
+            "t(s)",
+            "r-t",
+            "rss",
+            "r-rss",
+            "trash",
+            "r-tr",
+            "pause",
+            "r-p",
+            "colls",
+            "stable"
         );
         for point in points {
             let (Some(run), Some(b)) = (point.policy(policy), point.policy(base)) else {
@@ -133,11 +146,7 @@ pub fn goal_summary(points: &[PointResults]) -> String {
             within(&trash, 0.2)
         );
     }
-    let _ = writeln!(
-        out,
-        "estimate unstable rows: {unstable} of {} (goal 0)",
-        estimate_runs.count()
-    );
+    let _ = writeln!(out, "estimate unstable rows: {unstable} of {} (goal 0)", estimate_runs.count());
     if points.iter().any(|p| p.policy("count").is_some()) {
         let _ = writeln!(
             out,

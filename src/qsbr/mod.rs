@@ -88,9 +88,9 @@ pub(crate) use seq::{any_thread_online, goal_reached, page_goal};
 use core::fmt;
 use std::time::Instant;
 
-use crate::sync::{fence, global, thread::Thread, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::queue::{Fifo, Item};
 use crate::registry::{registry, seq_lt, Slot, ThreadState};
+use crate::sync::{fence, global, thread::Thread, AtomicU64, AtomicUsize, Mutex, Ordering};
 use seq::{AdvanceLog, INCR};
 
 /// Padding that keeps a hot shared word on its own (pair of) cache lines.
@@ -329,8 +329,6 @@ pub struct Stats {
     /// aborts a thread's exit.
     pub drop_panics: usize,
 }
-
-
 
 /// The thread that holds the oldest goal back (see [`Stats::laggard`]).
 #[derive(Debug, Clone)]

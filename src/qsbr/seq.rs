@@ -40,12 +40,7 @@ impl Domain {
         }
         let mut wr = self.wr_seq.load(Ordering::Acquire);
         while seq_lt(wr, goal) {
-            match self.wr_seq.compare_exchange_weak(
-                wr,
-                wr.wrapping_add(INCR),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self.wr_seq.compare_exchange_weak(wr, wr.wrapping_add(INCR), Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     wr = wr.wrapping_add(INCR);
                     self.advance_log.record(wr);
