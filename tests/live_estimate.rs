@@ -114,6 +114,18 @@ fn random_fragmentation_is_tracked_after_a_refresh() {
     objects.into_iter().for_each(|o| free(o, 64));
 }
 
+/// Blocks of the sizes `size` picks, `(address, size)`, until they hold `bytes`.
+fn live_set(bytes: usize, mut size: impl FnMut() -> usize) -> Vec<(usize, usize)> {
+    let mut blocks = Vec::with_capacity(bytes / 64);
+    let mut held = 0;
+    while held < bytes {
+        let s = size();
+        blocks.push((alloc(s), s));
+        held += s;
+    }
+    blocks
+}
+
 /// Sizes from 16 B to 4 KiB, log-uniform.
 fn log_uniform(rng: &mut XorShift) -> usize {
     let bits = 4.0 + 8.0 * rng.below(1 << 20) as f64 / (1 << 20) as f64;
@@ -124,13 +136,7 @@ fn log_uniform(rng: &mut XorShift) -> usize {
 /// within [0.8, 1.3]x live at every sample.
 fn steady_churn_is_tracked_without_a_refresh() {
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let mut objects: Vec<(usize, usize)> = Vec::with_capacity(200_000);
-    let mut bytes = 0;
-    while bytes < 100 * MIB {
-        let size = log_uniform(&mut rng);
-        objects.push((alloc(size), size));
-        bytes += size;
-    }
+    let mut objects = live_set(100 * MIB, || log_uniform(&mut rng));
     let (mut low, mut high) = (f64::MAX, 0f64);
     for step in 0..3_000_000 {
         let i = rng.below(objects.len());
@@ -159,13 +165,7 @@ fn live_bytes() -> usize {
 fn mark_sweep_cycle(trigger: gcmalloc::GcTrigger, allocations: usize) -> usize {
     let mut rng = XorShift(0x5851_F42D_4C95_7F2D);
     let size = |rng: &mut XorShift| 64 + 16 * rng.below(13);
-    let mut nodes: Vec<(usize, usize)> = Vec::with_capacity(400_000);
-    let mut bytes = 0;
-    while bytes < 50 * MIB {
-        let s = size(&mut rng);
-        nodes.push((alloc(s), s));
-        bytes += s;
-    }
+    let mut nodes = live_set(50 * MIB, || size(&mut rng));
     let mut garbage: Vec<(usize, usize)> = Vec::with_capacity(allocations);
     trigger.collected();
     let mut sweeps = 0;
