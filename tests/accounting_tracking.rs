@@ -1,6 +1,7 @@
 //! The estimate follows what the program holds: it rises with allocation and
-//! falls when memory is freed, while the process RSS does not fall (mimalloc
-//! keeps freed pages), which is why RSS is no signal for a collector.
+//! falls when memory is freed, while the process RSS does not fall (a page
+//! with one live block stays resident), which is why RSS is no signal for a
+//! collector.
 
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
@@ -70,14 +71,17 @@ fn small_blocks_are_tracked_and_freeing_lowers_the_estimate_but_not_rss() {
         occupied / MIB,
         half / MIB
     );
+    // No page emptied, so none can be returned: RSS stays where it was
+    // (checked here, not after freeing everything: mimalloc purges emptied
+    // pages after a delay, which a slow run can reach).
+    let rss_half = rss_bytes();
+    assert!(
+        rss_half > rss_held - 50 * MIB,
+        "RSS fell from {} to {} MiB: the premise (mimalloc keeps pages in use) does not hold",
+        rss_held / MIB,
+        rss_half / MIB
+    );
     drop(blocks);
     let freed = gcmalloc::estimate();
-    let rss_freed = rss_bytes();
     assert!(freed <= before + 10 * MIB, "after freeing, the estimate is {} MiB over its start", (freed - before) / MIB);
-    assert!(
-        rss_freed > rss_held - 50 * MIB,
-        "RSS fell from {} to {} MiB: the premise (mimalloc keeps freed pages) does not hold",
-        rss_held / MIB,
-        rss_freed / MIB
-    );
 }
