@@ -150,6 +150,11 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
+    /// The registration `slot` holds now.
+    pub(crate) fn of(slot: &'static Slot) -> Registration {
+        Registration { slot, generation: slot.generation.load(Ordering::Relaxed) }
+    }
+
     /// The slot, while this registration lasts. Only the registered thread
     /// ends its registration, so on that thread the answer cannot change
     /// under it (a Relaxed load suffices: same-thread order).

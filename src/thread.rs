@@ -55,8 +55,7 @@ impl Drop for ExitGuard {
 pub fn register_thread() -> ThreadHandle {
     if let Some(slot) = current_slot() {
         HANDLES.with(|h| h.set(h.get() + 1));
-        let registration = Registration { slot, generation: slot.generation.load(Ordering::Relaxed) };
-        return ThreadHandle { registration, _not_send: PhantomData };
+        return ThreadHandle { registration: Registration::of(slot), _not_send: PhantomData };
     }
     world::assert_not_stopping("register_thread()");
     // Before any thread is online: from now on emptied pages wait for goals.
@@ -66,7 +65,7 @@ pub fn register_thread() -> ThreadHandle {
     let Some(slot) = registry().register(thread::current()) else {
         std::alloc::handle_alloc_error(core::alloc::Layout::new::<Slot>())
     };
-    let registration = Registration { slot, generation: slot.generation.load(Ordering::Relaxed) };
+    let registration = Registration::of(slot);
     CURRENT.with(|c| c.set(slot));
     HANDLES.with(|h| h.set(1));
     // Arms the exit-time unregistration; after thread-local teardown began
@@ -132,8 +131,10 @@ impl ThreadHandle {
     /// touch memory shared with lock-free readers. A detached thread never
     /// holds a QSBR goal back and is stopped by a stop-the-world without its
     /// help. Use around blocking calls (I/O, sleep, waiting on a lock), or
-    /// let [`blocking`](Self::blocking) do it. Never blocks. A no-op if
-    /// already detached.
+    /// let [`blocking`](Self::blocking) do it. Never waits for other
+    /// threads; pending retired items move to the orphan queue (reclaiming
+    /// those already due, so their `Drop`s may run here). A no-op if already
+    /// detached.
     pub fn detach(&self) {
         if let Some(slot) = self.slot() {
             world::detach(slot);

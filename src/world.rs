@@ -357,7 +357,12 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
     if w.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
         return Ok(guard);
     }
-    let mut next_report = start;
+    // Without a deadline: report the threads it waits for, every `every`.
+    let (every, report) = {
+        let r = STALL_REPORT.lock().unwrap_or_else(|e| e.into_inner());
+        (r.every, r.report)
+    };
+    let mut next_report = start + every;
     while w.remaining.load(Ordering::Acquire) != 0 {
         let now = Instant::now();
         match deadline {
@@ -370,13 +375,7 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
                 park_timeout(at - now);
             }
             None => {
-                let (every, report) = {
-                    let r = STALL_REPORT.lock().unwrap_or_else(|e| e.into_inner());
-                    (r.every, r.report)
-                };
-                if next_report == start {
-                    next_report = start + every;
-                } else if now >= next_report {
+                if now >= next_report {
                     let stalled = stalled_threads();
                     if !stalled.is_empty() {
                         report(&StallError { timeout: now - start, stalled, another_stop: false });
