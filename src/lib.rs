@@ -96,6 +96,9 @@ mod world;
 pub use accounting::{audit, estimate, refresh_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
 pub use registry::ThreadState;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use thread::__loom_exit_guard;
 pub use thread::{register_thread, ThreadHandle};
 pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use type_stable::{page_reuse_delay, release_delayed_pages, set_page_reuse_delay};

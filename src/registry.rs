@@ -45,7 +45,7 @@
 //! pair) with another thread.
 
 use core::alloc::Layout;
-use core::cell::{Cell, UnsafeCell};
+use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 use std::alloc::{GlobalAlloc, System};
@@ -54,8 +54,8 @@ use crate::queue::Fifo;
 use core::fmt;
 
 use crate::sync::{
-    const_thread_local, global, lock, thread::Thread, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard,
-    Ordering,
+    self, const_thread_local, global, lock, thread::Thread, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex,
+    MutexGuard, Ordering, UnsafeCell,
 };
 
 /// Raw thread states stored in a slot (see the module docs).
@@ -200,7 +200,7 @@ pub(crate) struct Slot {
     /// Owner only: delayed frees not yet reclaimed.
     fifo: UnsafeCell<Fifo>,
     /// Owner only: quiescent states since the queue was last polled.
-    pub(crate) ticks: Cell<u32>,
+    pub(crate) ticks: sync::Cell<u32>,
     /// Registry mutex: the registered thread, to name and unpark it.
     thread: UnsafeCell<Option<Thread>>,
     /// The thread's mimalloc heap, recorded by the thread as it parks at a
@@ -212,7 +212,7 @@ pub(crate) struct Slot {
 }
 
 // SAFETY: the atomics are shared; `fifo` and `ticks` are touched only by the
-// slot's registered owner thread (see `Slot::fifo`), and `thread` only under
+// slot's registered owner thread (see `Slot::with_fifo`), and `thread` only under
 // the registry mutex.
 unsafe impl Sync for Slot {}
 
@@ -224,29 +224,37 @@ impl Slot {
             pending_items: AtomicUsize::new(0),
             pending_bytes: AtomicUsize::new(0),
             fifo: UnsafeCell::new(Fifo::new()),
-            ticks: Cell::new(0),
+            ticks: sync::Cell::new(0),
             thread: UnsafeCell::new(None),
             heap: AtomicPtr::new(ptr::null_mut()),
             generation: AtomicU64::new(0),
         }
     }
 
-    /// The owner's queue of delayed frees.
+    /// Runs `f` on the owner's queue of delayed frees.
     ///
     /// # Safety
-    /// Only the thread registered in this slot may call this, and it must not
-    /// hold two of the returned references at once.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn fifo(&self) -> &mut Fifo {
-        // SAFETY: the caller's contract makes this the only reference.
-        unsafe { &mut *self.fifo.get() }
+    /// Only the thread registered in this slot may call this, and not from
+    /// inside `f` (the borrow must end before an item is reclaimed: its
+    /// `Drop` may retire onto this very queue).
+    pub(crate) unsafe fn with_fifo<R>(&self, f: impl FnOnce(&mut Fifo) -> R) -> R {
+        // SAFETY: the caller's contract makes this the only reference; loom
+        // checks it in the models.
+        self.fifo.with_mut(|fifo| f(unsafe { &mut *fifo }))
     }
 
     /// The thread registered in this slot.
-    pub(crate) fn thread<'a>(&'a self, _locked: &'a MutexGuard<'_, Inner>) -> Option<&'a Thread> {
+    pub(crate) fn thread(&self, _locked: &MutexGuard<'_, Inner>) -> Option<Thread> {
         // SAFETY: the registry mutex is held (the guard proves it), and
         // `thread` is written only under it.
-        unsafe { (*self.thread.get()).as_ref() }
+        self.thread.with(|t| unsafe { (*t).clone() })
+    }
+
+    /// Sets the thread registered in this slot.
+    fn set_thread(&self, thread: Option<Thread>, _locked: &MutexGuard<'_, Inner>) {
+        // SAFETY: the registry mutex is held (the guard proves it), so no
+        // other access to `thread` runs.
+        self.thread.with_mut(|t| unsafe { *t = thread });
     }
 
     /// Publishes the owner's pending counts for `stats()`.
@@ -318,8 +326,7 @@ impl Registry {
             Some(s) => s,
             None => self.grow()?,
         };
-        // SAFETY: the registry mutex is held.
-        unsafe { *slot.thread.get() = Some(me) };
+        slot.set_thread(Some(me), &inner);
         slot.generation.fetch_add(1, Ordering::Relaxed);
         let start = if inner.stopping { state::SUSPENDED_DETACHED } else { state::DETACHED };
         slot.state.store(start, Ordering::Release);
@@ -356,8 +363,7 @@ impl Registry {
         let mut inner = self.lock();
         slot.state.store(state::FREE, Ordering::Release);
         slot.generation.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the registry mutex is held.
-        unsafe { *slot.thread.get() = None };
+        slot.set_thread(None, &inner);
         inner.registered -= 1;
     }
 
@@ -368,8 +374,7 @@ impl Registry {
         slot.seq.store(0, Ordering::Release);
         slot.state.store(state::FREE, Ordering::Release);
         slot.generation.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the registry mutex is held (`inner`).
-        unsafe { *slot.thread.get() = None };
+        slot.set_thread(None, inner);
         inner.registered -= 1;
     }
 

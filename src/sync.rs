@@ -1,8 +1,8 @@
 //! The synchronization primitives of QSBR and stop-the-world, swapped for
 //! [loom]'s model-checked twins under `cfg(loom)`.
 //!
-//! Everything in `qsbr/`, `thread.rs` and `world.rs` imports its atomics,
-//! locks, threads and thread-locals from here, never from `std` directly, so
+//! Everything in `qsbr/`, `registry.rs`, `thread.rs` and `world.rs` imports
+//! its atomics, cells, locks, threads and thread-locals from here, never from `std` directly, so
 //! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_...` explores every
 //! interleaving of the real protocol code (see `tests/loom_*.rs`).
 //!
@@ -22,6 +22,38 @@ pub(crate) use std::{
     sync::{Condvar, Mutex, MutexGuard},
     thread,
 };
+
+#[cfg(loom)]
+pub(crate) use loom::cell::{Cell, UnsafeCell};
+
+#[cfg(not(loom))]
+pub(crate) use core::cell::Cell;
+
+/// `core::cell::UnsafeCell` behind loom's closure API, so that the same code
+/// compiles against loom's cell, which checks every owner-only and
+/// under-lock access for races in the models.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> UnsafeCell<T> {
+        UnsafeCell(core::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a shared pointer to the value.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with a unique pointer to the value.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
 
 // loom's `try_lock` returns std's error type.
 pub(crate) use std::sync::TryLockError;

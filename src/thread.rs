@@ -21,6 +21,15 @@ const_thread_local! {
 
 struct ExitGuard;
 
+/// Runs what gcmalloc's exit guard runs at thread exit, for the loom models:
+/// loom drops a thread's thread-locals in no fixed order, so a model that
+/// needs "the exit guard ran, a handle is still alive" calls this.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn __loom_exit_guard() {
+    drop(ExitGuard);
+}
+
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         if let Some(slot) = current_slot() {

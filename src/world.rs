@@ -452,7 +452,7 @@ fn stalled_threads() -> Vec<StalledThread> {
     for slot in registry().slots() {
         if slot.state.load(Ordering::Acquire) == state::STOP_REQUESTED {
             if let Some(t) = slot.thread(&inner) {
-                stalled.push(StalledThread { thread: t.clone(), state: ThreadState::StopRequested });
+                stalled.push(StalledThread { thread: t, state: ThreadState::StopRequested });
             }
         }
     }

@@ -419,7 +419,7 @@ impl Domain {
         }
         let laggard = laggard.and_then(|(slot, seq)| {
             Some(Laggard {
-                thread: slot.thread(&inner)?.clone(),
+                thread: slot.thread(&inner)?,
                 state: ThreadState::from_raw(slot.state.load(Ordering::Relaxed))?,
                 goals_behind: wr.wrapping_sub(seq) / INCR,
                 since: self.advance_log.passed(seq, wr),

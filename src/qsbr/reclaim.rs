@@ -36,15 +36,20 @@ impl Domain {
     }
 
     fn defer_local(&self, slot: &Slot, item: Item) {
-        // SAFETY: `slot` is the current thread's own slot.
-        let fifo = unsafe { slot.fifo() };
-        fifo.push(item);
-        let (items, bytes) = fifo.unsealed();
-        let limit = items >= SEAL_ITEMS || bytes >= SEAL_BYTES;
-        if limit {
-            fifo.seal(self.advance());
-        }
-        slot.publish_pending(fifo);
+        // SAFETY: `slot` is the current thread's own slot; nothing is
+        // reclaimed inside.
+        let limit = unsafe {
+            slot.with_fifo(|fifo| {
+                fifo.push(item);
+                let (items, bytes) = fifo.unsealed();
+                let limit = items >= SEAL_ITEMS || bytes >= SEAL_BYTES;
+                if limit {
+                    fifo.seal(self.advance());
+                }
+                slot.publish_pending(fifo);
+                limit
+            })
+        };
         if limit {
             self.process_local(slot);
             self.process_orphans();
@@ -55,17 +60,23 @@ impl Domain {
     /// reclaim if the cached read sequence says the oldest item is due, and
     /// every `POLL_EVERY` calls seal and poll for real.
     pub(crate) fn quiescent_with_pending(&self, slot: &Slot) {
-        // SAFETY: `slot` is the current thread's own slot.
-        let fifo = unsafe { slot.fifo() };
-        let due = fifo
-            .front_goal()
-            .is_some_and(|g| g != crate::queue::UNSEALED && seq_ge(self.rd_seq.load(Ordering::Acquire), g));
         let ticks = slot.ticks.get() + 1;
-        if due || ticks >= POLL_EVERY {
+        // SAFETY: `slot` is the current thread's own slot; nothing is
+        // reclaimed inside.
+        let poll = unsafe {
+            slot.with_fifo(|fifo| {
+                let due = fifo
+                    .front_goal()
+                    .is_some_and(|g| g != crate::queue::UNSEALED && seq_ge(self.rd_seq.load(Ordering::Acquire), g));
+                let poll = due || ticks >= POLL_EVERY;
+                if poll && fifo.unsealed().0 > 0 {
+                    fifo.seal(self.advance());
+                }
+                poll
+            })
+        };
+        if poll {
             slot.ticks.set(0);
-            if fifo.unsealed().0 > 0 {
-                fifo.seal(self.advance());
-            }
             self.process_local(slot);
             self.process_orphans();
         } else {
@@ -78,14 +89,15 @@ impl Domain {
     pub(crate) fn process_local(&self, slot: &Slot) {
         let mut reached = None;
         loop {
-            // The FIFO borrow ends before the item is reclaimed: a destructor
-            // may retire more items onto this very FIFO.
-            let item = {
-                // SAFETY: `slot` is the current thread's own slot.
-                let fifo = unsafe { slot.fifo() };
-                let item = fifo.pop_if(|g| self.known_reached(&mut reached, g));
-                slot.publish_pending(fifo);
-                item
+            // SAFETY: `slot` is the current thread's own slot. The borrow
+            // ends before the item is reclaimed: a destructor may retire more
+            // items onto this very queue.
+            let item = unsafe {
+                slot.with_fifo(|fifo| {
+                    let item = fifo.pop_if(|g| self.known_reached(&mut reached, g));
+                    slot.publish_pending(fifo);
+                    item
+                })
             };
             match item {
                 Some(item) => item.reclaim(),
@@ -163,11 +175,14 @@ impl Domain {
             }
             // SAFETY: the slot's owner does not exist in this process (the
             // child of a fork has only the forking thread), so this is the
-            // only reference to its queue; the old queue is moved out bitwise
+            // only access to its queue; the old queue is moved out bitwise
             // and forgotten, never read.
-            let fifo = unsafe { slot.fifo() };
-            core::mem::forget(core::mem::replace(fifo, Fifo::new()));
-            slot.publish_pending(fifo);
+            unsafe {
+                slot.with_fifo(|fifo| {
+                    core::mem::forget(core::mem::replace(fifo, Fifo::new()));
+                    slot.publish_pending(fifo);
+                })
+            };
             slot.ticks.set(0);
             crate::registry::registry().free_orphaned(slot, inner);
         }
@@ -180,24 +195,30 @@ impl Domain {
     /// unsealed item has no goal and would block the orphan queue.
     pub(crate) fn hand_off(&self, slot: &Slot) {
         let seal = || {
-            // SAFETY: `slot` is the current thread's own slot; the borrow
-            // ends within this call.
-            let fifo = unsafe { slot.fifo() };
-            if fifo.unsealed().0 > 0 {
-                fifo.seal(self.advance());
+            // SAFETY: `slot` is the current thread's own slot; nothing is
+            // reclaimed inside.
+            unsafe {
+                slot.with_fifo(|fifo| {
+                    if fifo.unsealed().0 > 0 {
+                        fifo.seal(self.advance());
+                    }
+                })
             }
         };
         seal();
         self.process_local(slot);
         seal();
-        // SAFETY: as above; the previous borrows have ended.
-        let fifo = unsafe { slot.fifo() };
-        if fifo.len() > 0 {
-            let mut orphans = lock(&self.orphans);
-            orphans.append(fifo);
-            self.publish_orphans(&orphans);
-        }
-        slot.publish_pending(fifo);
+        // SAFETY: as above.
+        unsafe {
+            slot.with_fifo(|fifo| {
+                if fifo.len() > 0 {
+                    let mut orphans = lock(&self.orphans);
+                    orphans.append(fifo);
+                    self.publish_orphans(&orphans);
+                }
+                slot.publish_pending(fifo);
+            })
+        };
         slot.ticks.set(0);
         self.process_orphans();
     }

@@ -3,23 +3,14 @@
 //! as a causality violation), offline/online transitions, and goal caching.
 //! A thread coming online while another, not online itself, polls is modelled
 //! in `src/qsbr/seq.rs` (`--lib loom_`), beside the page hook's check.
-//!
-//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_qsbr`
-#![cfg(loom)]
 
+use crate::model;
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
 use gcmalloc::qsbr;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    // Bound 4 keeps a model to seconds; bound 2 missed a seeded deadlock.
-    b.preemption_bound = Some(4);
-    b.check(f);
-}
 
 /// A node whose drop writes to it: loom reports that write if any reader's
 /// read of the node is not ordered before it.

@@ -9,10 +9,8 @@
 //! exactly once (never twice: the total would wrap), a free into the
 //! abandoned page takes out one block and not the page, and what stays is
 //! never less than the live blocks.
-//!
-//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_accounting`
-#![cfg(loom)]
 
+use crate::model;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::sync::Arc;
 use loom::thread;
@@ -107,13 +105,6 @@ fn reclaim(p: &Page) {
     claim(p);
     collect(p);
     p.reclaimed.store(true, Relaxed);
-}
-
-/// Explores every interleaving with up to three preemptions (seconds, not minutes).
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
-    builder.check(f);
 }
 
 fn page_with_two_live_blocks() -> Arc<Page> {

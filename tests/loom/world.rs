@@ -2,20 +2,11 @@
 //! is held, no registered thread runs attached (loom flags the requester's
 //! write to the "heap" racing a thread's attached write), and no
 //! interleaving deadlocks (loom reports a deadlock if every thread blocks).
-//!
-//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_world`
-#![cfg(loom)]
 
+use crate::model;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    // Bound 4 keeps a model to seconds; bound 2 missed a seeded deadlock.
-    b.preemption_bound = Some(4);
-    b.check(f);
-}
 
 /// A GC heap: written by attached threads and by the requester while the
 /// world is stopped; any unordered pair of writes is a loom failure.
@@ -85,5 +76,41 @@ fn two_requesters_take_turns() {
         drop(world);
         touch(heap); // attached, outside any stop
         drop(me);
+    });
+}
+
+/// A handle that outlives its registration (kept in a `thread_local` that is
+/// dropped after gcmalloc's exit guard) is dropped while another thread
+/// registers, possibly into the same slot, and a third stops the world. The
+/// stale handle's `detach`, `quiescent` and drop must not act on the new
+/// registration: if one did, the stop would count the new thread as stopped
+/// while it touches the heap (a race loom reports), or the registered count
+/// would wrap.
+#[test]
+fn a_stale_handle_drop_never_ends_the_next_registration() {
+    model(|| {
+        let heap: Heap = Arc::new(UnsafeCell::new(0));
+        let exiting = thread::spawn(|| {
+            let kept = gcmalloc::register_thread();
+            gcmalloc::__loom_exit_guard();
+            kept.detach();
+            kept.quiescent();
+            drop(kept);
+        });
+        let next = {
+            let heap = heap.clone();
+            thread::spawn(move || {
+                let me = gcmalloc::register_thread();
+                touch(&heap);
+                me.quiescent();
+                touch(&heap);
+            })
+        };
+        let world = gcmalloc::stop_the_world();
+        touch(&heap);
+        drop(world);
+        exiting.join().unwrap();
+        next.join().unwrap();
+        assert_eq!(gcmalloc::qsbr::stats().registered_threads, 0);
     });
 }

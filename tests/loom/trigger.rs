@@ -4,10 +4,8 @@
 //! adds before it subtracts.) Batches flushed at thread exit are tested on
 //! real threads in `tests/trigger.rs`: loom runs no thread-local destructors
 //! before `join`.
-//!
-//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_trigger`
-#![cfg(loom)]
 
+use crate::model;
 use loom::thread;
 
 use gcmalloc::{GcTrigger, MemorySource};
@@ -19,7 +17,7 @@ fn flat_trigger() -> GcTrigger {
 
 #[test]
 fn deferral_never_hides_seen_allocations() {
-    loom::model(|| {
+    model(|| {
         let trigger = loom::sync::Arc::new(flat_trigger());
         let mutator = {
             let trigger = trigger.clone();
