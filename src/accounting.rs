@@ -194,7 +194,7 @@ pub(crate) fn current_heap() -> *mut c_void {
 }
 
 /// Refreshes another thread's heap, as [`refresh_estimate`] does for the
-/// calling thread's (without processing that thread's delayed frees: their
+/// calling thread's (without processing mimalloc's delayed-free list of that thread: its
 /// blocks are subtracted instead).
 ///
 /// # Safety

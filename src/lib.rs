@@ -20,7 +20,7 @@
 //! | --- | --- |
 //! | the bytes the program holds, at any moment, for a few ns | [`estimate`] (live bytes as of each page's last slow-path event), exact again after a collection with [`refresh_estimate`] or [`StopTheWorld::refresh_estimate`]; the breakdown, what is counted and the error bounds in [`usage`] / [`Usage`]; a recount in [`audit`] |
 //! | to decide when to collect | [`GcTrigger`]: a young-allocation threshold gated by memory growth ([`Pacing`]), reading the estimate or RSS ([`MemorySource`]) |
-//! | lock-free readers and deferred frees | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::free_delayed`] (the algorithm is described in [`qsbr`]) |
+//! | lock-free readers and retired objects | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::retire_block`] (the algorithm is described in [`qsbr`]) |
 //! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]) |
 //! | a registered thread to block (join, recv, a lock, I/O) without holding QSBR goals or stops back | [`ThreadHandle::blocking`] |
 //! | freed object headers to stay readable by optimistic readers | type-stable pages, on by default: an emptied page serves only its own size class until every registered thread has quiesced ([`set_page_reuse_delay`]) |
@@ -55,16 +55,22 @@
 //!
 //! # Glossary
 //!
-//! * **retire** ([`qsbr::retire`], [`qsbr::free_delayed`]): hand an unlinked
-//!   object to QSBR, which drops or frees it once a *goal* is reached.
+//! * **retire** ([`qsbr::retire`], [`qsbr::retire_block`]): hand an unlinked
+//!   object to QSBR, which drops or frees it once a *goal* is reached; until
+//!   then it is a *pending* item ([`qsbr::Stats::pending_bytes`]). (Never
+//!   called a delayed free: "delayed" names page reuse only.)
 //! * **goal**: a point of the QSBR write sequence; *reached* once every
 //!   registered thread online when it was made has passed a *quiescent
 //!   state* ([`ThreadHandle::quiescent`]) or gone offline (detached, exited).
 //! * **delayed page reuse** (type-stable pages, [`set_page_reuse_delay`]): an
 //!   emptied mimalloc page waits for a goal before another size class, heap
-//!   or the OS may have it. Not to be confused with mimalloc's own
-//!   *delayed-free* flag (`MI_USE_DELAYED_FREE` in its C code), which routes
-//!   frees by other threads into full pages through the owner's list.
+//!   or the OS may have it; such a page is a *delayed page*
+//!   ([`Usage::delayed_bytes`], [`release_delayed_pages`]; `page-delay.c`
+//!   and `delay_*` in the C). Not to be confused with mimalloc's own
+//!   *delayed-free* list and flag (`MI_USE_DELAYED_FREE`,
+//!   `thread_delayed_free` in its C code), which route frees by other
+//!   threads into full pages through the owner; always named as
+//!   mimalloc's.
 //! * **orphans**: retired objects whose thread exited or detached, or that an
 //!   unregistered thread retired; any online thread's quiescent states
 //!   process them.

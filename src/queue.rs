@@ -1,4 +1,4 @@
-//! Delayed frees waiting for their goal: a chunked FIFO.
+//! Retired items waiting for their goal: a chunked FIFO.
 //!
 //! Each registered thread owns one [`Fifo`] (in its registry slot); a shared
 //! one, behind a mutex, holds the *orphans* that exiting or unregistered
@@ -28,7 +28,7 @@ pub(crate) const UNSEALED: u64 = 0;
 /// Items per chunk: a chunk is about 4 KiB; tiny under loom.
 const CHUNK_ITEMS: usize = if cfg!(loom) { 2 } else { 127 };
 
-/// One delayed free: `reclaim(ptr)` runs once `goal` is reached.
+/// One retired item: `reclaim(ptr)` runs once `goal` is reached.
 pub(crate) struct Item {
     pub(crate) goal: u64,
     pub(crate) bytes: usize,
@@ -37,7 +37,7 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    /// A delayed `reclaim(ptr)`, accounted as `bytes` of pending memory.
+    /// A retired `reclaim(ptr)`, accounted as `bytes` of pending memory.
     ///
     /// # Safety
     /// `reclaim(ptr)` must be sound to call once, from any thread, after every

@@ -27,7 +27,7 @@
 //!
 //! * A slot holds one registered thread's QSBR sequence (`seq`, 0 = offline),
 //!   its thread state (attached, detached, suspended, see [`state`]),
-//!   its private queue of delayed frees, and its identity for diagnostics.
+//!   its private queue of retired items, and its identity for diagnostics.
 //! * Registering takes the registry mutex, reuses a free slot or links a new
 //!   chunk at the end; nothing a scanner reads is ever reallocated, so
 //!   registering never needs to stop the world (CPython grows its thread
@@ -193,11 +193,11 @@ pub(crate) struct Slot {
     pub(crate) seq: AtomicU64,
     /// Thread state, see [`state`].
     pub(crate) state: AtomicU32,
-    /// Pending delayed frees of this thread, mirrored for `stats()` (the
+    /// Pending retired items of this thread, mirrored for `stats()` (the
     /// owner is the only writer).
     pub(crate) pending_items: AtomicUsize,
     pub(crate) pending_bytes: AtomicUsize,
-    /// Owner only: delayed frees not yet reclaimed.
+    /// Owner only: retired items not yet reclaimed.
     fifo: UnsafeCell<Fifo>,
     /// Owner only: quiescent states since the queue was last polled.
     pub(crate) ticks: sync::Cell<u32>,
@@ -231,7 +231,7 @@ impl Slot {
         }
     }
 
-    /// Runs `f` on the owner's queue of delayed frees.
+    /// Runs `f` on the owner's queue of retired items.
     ///
     /// # Safety
     /// Only the thread registered in this slot may call this, and not from

@@ -103,7 +103,7 @@ pub(crate) struct Domain {
     pub(crate) wr_seq: Padded<AtomicU64>,
     /// Cached minimum of the online sequences; raised by scans.
     pub(crate) rd_seq: Padded<AtomicU64>,
-    /// Delayed frees of exited threads and of threads never registered.
+    /// Retired items of exited threads and of threads never registered.
     orphans: Mutex<Fifo>,
     orphan_items: AtomicUsize,
     orphan_bytes: AtomicUsize,
@@ -244,13 +244,13 @@ pub fn retire<T: Send + 'static>(value: Box<T>) {
 /// ```
 /// use std::alloc::{GlobalAlloc, Layout};
 /// let a = gcmalloc::GcMalloc;
-/// // SAFETY: a fresh block, freed only through free_delayed.
+/// // SAFETY: a fresh block, freed only through retire_block.
 /// unsafe {
 ///     let p = a.alloc(Layout::from_size_align(100, 8).unwrap());
-///     gcmalloc::qsbr::free_delayed(p);
+///     gcmalloc::qsbr::retire_block(p);
 /// }
 /// ```
-pub unsafe fn free_delayed(ptr: *mut u8) {
+pub unsafe fn retire_block(ptr: *mut u8) {
     /// # Safety
     /// `p` is a live gcmalloc block, freed once.
     unsafe fn free_block(p: *mut ()) {
@@ -264,6 +264,17 @@ pub unsafe fn free_delayed(ptr: *mut u8) {
         Item::new(ptr.cast(), free_block, bytes)
     };
     domain().defer(item);
+}
+
+/// The former name of [`retire_block`].
+///
+/// # Safety
+///
+/// As for [`retire_block`].
+#[deprecated(since = "0.1.0", note = "renamed to `qsbr::retire_block` (\"delayed\" now names only page reuse)")]
+pub unsafe fn free_delayed(ptr: *mut u8) {
+    // SAFETY: the caller's contract is `retire_block`'s.
+    unsafe { retire_block(ptr) }
 }
 
 /// Advances the write sequence and returns the goal that covers everything
@@ -297,7 +308,7 @@ pub fn poll(goal: Goal) -> bool {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Delayed frees not yet reclaimed, over all threads and the orphan queue.
+    /// Retired items not yet reclaimed, over all threads and the orphan queue.
     /// What a thread that never quiesces holds back, with
     /// [`laggard`](Self::laggard) naming it: QSBR cannot free what that
     /// thread may still read. Bounded per retiring thread by the seal limits
@@ -307,7 +318,7 @@ pub struct Stats {
     /// allocations they fit, so a loop of them holds a few blocks).
     pub pending_items: usize,
     /// Their bytes (`size_of::<T>()` for [`retire`], usable size for
-    /// [`free_delayed`]).
+    /// [`retire_block`]).
     pub pending_bytes: usize,
     /// Threads currently registered.
     pub registered_threads: usize,

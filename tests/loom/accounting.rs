@@ -18,7 +18,7 @@ use loom::thread;
 const BLOCK: usize = 4096;
 const ABANDONED: usize = 1 << (usize::BITS - 1);
 
-// `xthread_free`: the count of pushed blocks (standing in for the list) << 2 | delayed state.
+// `xthread_free`: the count of pushed blocks (standing in for the list) << 2 | mimalloc's delayed-free state.
 const NEVER_DELAYED_FREE: usize = 3;
 const USE_DELAYED_FREE: usize = 0;
 
@@ -53,7 +53,7 @@ fn claim(p: &Page) {
     }
 }
 
-/// `_mi_page_thread_free_collect`: take the pushed blocks, keep the delayed state.
+/// `_mi_page_thread_free_collect`: take the pushed blocks, keep mimalloc's delayed-free state.
 fn collect(p: &Page) {
     let mut tf = p.xthread_free.load(Relaxed);
     while let Err(now) = p.xthread_free.compare_exchange(tf, delayed(tf), AcqRel, Acquire) {
