@@ -112,8 +112,12 @@ pub use world::{set_stall_report, stop_the_world, stop_the_world_timeout, StallE
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.
 ///
-/// Pointers from another allocator, including another copy of mimalloc in
-/// the same process, return false. Cheap: a lookup in mimalloc's segment map.
+/// True for every byte of every block gcmalloc returned, at any size and
+/// alignment (and for any address inside one of mimalloc's arenas). Pointers
+/// from another allocator, including another copy of mimalloc in the same
+/// process, return false. An interior pointer more than 4 GiB into a block
+/// may also read false (the segment map is searched that far back). Cheap:
+/// two or three loads in mimalloc's segment map.
 ///
 /// ```
 /// let b = Box::new(7u64);

@@ -160,6 +160,31 @@ fn huge_blocks_are_usable() {
     assert!(gcmalloc::owns(v.as_ptr()));
 }
 
+/// `owns` is true for the first, middle and last byte of every block, at
+/// every alignment: blocks aligned to 512 MiB or more live in segments the OS
+/// maps near the top of the address space, and a block with a huge alignment
+/// starts 32 MiB into its segment, so neither its address nor an interior
+/// pointer masks to its segment's start (both read false before patch 0010).
+#[test]
+fn owns_every_byte_of_every_block() {
+    let a = GcMalloc;
+    for shift in [3, 12, 21, 24, 25, 28, 29, 31] {
+        for size in [64, 1 << 20, 100 << 20] {
+            let layout = Layout::from_size_align(size, 1 << shift).unwrap();
+            // SAFETY: a valid layout with a non-zero size.
+            let p = unsafe { a.alloc(layout) };
+            assert!(!p.is_null());
+            for offset in [0, size / 2, size - 1] {
+                // SAFETY: `offset < size`: a byte of the block.
+                let q = unsafe { p.add(offset) };
+                assert!(gcmalloc::owns(q), "owns false at +{offset} of a {size} B block aligned to 2^{shift}");
+            }
+            // SAFETY: allocated above with this layout.
+            unsafe { a.dealloc(p, layout) };
+        }
+    }
+}
+
 fn rss() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096

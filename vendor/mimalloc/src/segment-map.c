@@ -20,7 +20,13 @@ terms of the MIT license. A copy of the license can be found in the file
 #if (MI_INTPTR_SIZE > 4) && MI_TRACK_ASAN
 #define MI_SEGMENT_MAP_MAX_ADDRESS    (128*1024ULL*MI_GiB)  // 128 TiB  (see issue #881)
 #elif (MI_INTPTR_SIZE > 4)
-#define MI_SEGMENT_MAP_MAX_ADDRESS    (48*1024ULL*MI_GiB)   // 48 TiB
+// gcmalloc: the whole 48-bit user address space (256 TiB), not 48 TiB. Without
+// a hint, the OS maps at the top of it (0x7f.. on x86_64, 0xffff.. on aarch64):
+// segments put there (alignments of 512 MiB and more, which no arena or hint
+// serves) were missing from the map, and `mi_is_in_heap_region` (the crate's
+// `owns`) said false for their blocks. Parts are allocated on demand; the
+// table of part pointers grows from 25 to 131 words of .bss.
+#define MI_SEGMENT_MAP_MAX_ADDRESS    (256*1024ULL*MI_GiB)  // 256 TiB
 #else
 #define MI_SEGMENT_MAP_MAX_ADDRESS    (UINT32_MAX)
 #endif
@@ -105,24 +111,46 @@ void _mi_segment_map_freed_at(const mi_segment_t* segment) {
   } while (!mi_atomic_cas_weak_release(&part->map[index], &mask, newmask));
 }
 
+// gcmalloc: the segment holding `p` is not always `_mi_ptr_segment(p)`: a block
+// with a huge alignment starts MI_SEGMENT_SIZE into its segment, and a huge
+// block spans several. So take the nearest segment start at or below
+// `_mi_ptr_segment(p)` that the map records, searching its map word and the one
+// before (at most 2*MI_INTPTR_BITS segments: 4 GiB back on 64-bit), and answer
+// it only if `p` lies inside it. Read by `mi_is_in_heap_region` alone, never by
+// the allocation or free paths.
+#define MI_SEGMENT_OF_WORDS  (2)
+
+// The map bit of the nearest recorded segment at or below `segment` in the
+// word `idx` of `part` (bits above `bitidx` masked off), or -1.
+static intptr_t mi_segment_map_last_at_or_below(mi_segmap_part_t* part, size_t idx, size_t bitidx) {
+  uintptr_t mask = mi_atomic_load_relaxed(&part->map[idx]);
+  if (bitidx + 1 < MI_INTPTR_BITS) { mask &= (((uintptr_t)1 << (bitidx + 1)) - 1); }
+  return (mask == 0 ? -1 : (intptr_t)mi_bsr(mask));
+}
+
 // Determine the segment belonging to a pointer or NULL if it is not in a valid segment.
 static mi_segment_t* _mi_segment_of(const void* p) {
   if (p == NULL) return NULL;
-  mi_segment_t* segment = _mi_ptr_segment(p);  // segment can be NULL  
+  mi_segment_t* segment = _mi_ptr_segment(p);  // segment can be NULL
   size_t index;
   size_t bitidx;
   mi_segmap_part_t* part = mi_segment_map_index_of(segment, false /* dont alloc if not present */, &index, &bitidx);
-  if (part == NULL) return NULL;  
-  const uintptr_t mask = mi_atomic_load_relaxed(&part->map[index]);  
-  if mi_likely((mask & ((uintptr_t)1 << bitidx)) != 0) {
-    // yes, allocated by us
-    const bool cookie_ok = (_mi_ptr_cookie(segment) == segment->cookie);
-    if mi_likely(cookie_ok) {
-      return segment; // yes, allocated by us and valid
+  if (part == NULL) return NULL;
+  for (size_t w = 0; w < MI_SEGMENT_OF_WORDS; w++) {
+    const intptr_t bit = mi_segment_map_last_at_or_below(part, index, bitidx);
+    if (bit >= 0) {
+      segment = (mi_segment_t*)((uint8_t*)segment - (bitidx - (size_t)bit) * MI_SEGMENT_MAP_PART_BIT_SPAN);
+      const bool cookie_ok = (_mi_ptr_cookie(segment) == segment->cookie);
+      if mi_unlikely(!cookie_ok) {
+        _mi_error_message(EFAULT, "segment map found an invalid segment, possibly corrupted meta-data (address=%p, segment=%p)\n", p, segment);
+        return NULL;
+      }
+      return ((uint8_t*)p < mi_segment_end(segment) ? segment : NULL);
     }
-    else {
-      _mi_error_message(EFAULT, "segment map found an invalid segment, possibly corrupted meta-data (address=%p, segment=%p)\n", p, segment);
-    }
+    if (index == 0) return NULL;  // not across map parts
+    segment = (mi_segment_t*)((uint8_t*)segment - (bitidx + 1) * MI_SEGMENT_MAP_PART_BIT_SPAN);
+    index--;
+    bitidx = MI_INTPTR_BITS - 1;
   }
   return NULL;
 }
