@@ -42,7 +42,7 @@ pub fn estimate() -> usize {
 /// size-class rounding above what the program asked for). Counting every
 /// allocation would cost the fast path, so the patched allocator
 /// (`vendor/patches/0001-full-page-accounting.patch`, meaning changed by
-/// `0006-live-bytes-accounting.patch`) counts per page, on slow paths only.
+/// `0004-live-bytes-accounting.patch`) counts per page, on slow paths only.
 /// Every page carries the bytes it contributes:
 ///
 /// * a small or medium page (blocks up to 8 KiB in 64 KiB pages, up to

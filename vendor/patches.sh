@@ -8,6 +8,8 @@
 #                                  and vendor/mimalloc into patch N, and rewrite
 #                                  the later patches on top of it (fails, and
 #                                  writes nothing, where a later patch conflicts)
+#   vendor/patches.sh fold K N     fold patch K (a fix-up) into the earlier
+#                                  patch N and remove K (same checks)
 #
 # The pristine source is mimalloc v2.3.2 as shipped in the crates.io package
 # libmimalloc-sys 0.1.49 (c_src/mimalloc/v2), a dev-dependency of this crate,
@@ -47,36 +49,58 @@ tree_diff() {
   (cd "$1" && diff -ruN "$2" "$3" || true) | sed -E 's#^((---|\+\+\+) [^\t]*)\t.*#\1#'
 }
 
-# Applies $2 to the tree $1, offsets and fuzz allowed, no rejects.
+# Applies $2 to the tree $1, offsets and fuzz allowed (the result is checked
+# against vendor/mimalloc), no rejects.
 apply_to() {
-  patch --quiet --batch --forward -p1 -d "$1" --no-backup-if-mismatch -r - < "$2" \
+  patch --quiet --batch --forward --fuzz=3 -p1 -d "$1" --no-backup-if-mismatch -r - < "$2" \
     || { echo "patches.sh: $2 does not apply on the refreshed series" >&2; exit 1; }
 }
 
-# `refresh N`: the edit (vendor/mimalloc against pristine + series) is applied
-# after patch N and patch N is rewritten to include it; every later patch is
-# re-applied on top and rewritten, then the result must equal vendor/mimalloc.
-refresh() {
+patch_file() {
   local n; n=$(printf '%04d' "$((10#$1))")
-  local target; target=$(ls vendor/patches/"$n"-*.patch 2>/dev/null) \
-    || { echo "patches.sh: no patch $n" >&2; exit 2; }
-  local work="$tmp/refresh"; mkdir -p "$work/new"
-  cp -r "$tmp/mimalloc" "$work/full"; cp -r "$here/mimalloc" "$work/edited"
-  tree_diff "$work" full edited > "$work/edit.patch"
-  [ -s "$work/edit.patch" ] || { echo "patches.sh: no changes to fold in" >&2; exit 1; }
+  ls vendor/patches/"$n"-*.patch 2>/dev/null || { echo "patches.sh: no patch $n" >&2; exit 2; }
+}
+
+# Rewrites the series from pristine: `$2` (a patch file) is applied right
+# after patch `$1` and becomes part of it; patch `$3` (if any) is left out;
+# every other patch is re-applied in order and rewritten. The result must
+# equal vendor/mimalloc, or nothing is written.
+rewrite() {
+  local target="$1" extra="$2" skip="${3:-}"
+  local work="$tmp/rewrite"; mkdir -p "$work/new"
   cp -r "$(pristine_dir)" "$work/a"
   local p
   for p in vendor/patches/*.patch; do
+    [ "$p" = "$skip" ] && continue
     cp -r "$work/a" "$work/b"
     apply_to "$work/b" "$p"
-    [ "$p" = "$target" ] && apply_to "$work/b" "$work/edit.patch"
+    [ "$p" = "$target" ] && apply_to "$work/b" "$extra"
     tree_diff "$work" a b > "$work/new/$(basename "$p")"
     rm -rf "$work/a"; mv "$work/b" "$work/a"
   done
   diff -r "$work/a" vendor/mimalloc >/dev/null \
-    || { echo "patches.sh: the refreshed series does not reproduce vendor/mimalloc" >&2; exit 1; }
+    || { echo "patches.sh: the rewritten series does not reproduce vendor/mimalloc" >&2; exit 1; }
+  [ -n "$skip" ] && rm "$skip"
   cp "$work"/new/*.patch vendor/patches/
+}
+
+# `refresh N`: the edit (vendor/mimalloc against pristine + series) is folded
+# into patch N.
+refresh() {
+  local target; target=$(patch_file "$1")
+  cp -r "$tmp/mimalloc" "$tmp/full"; cp -r "$here/mimalloc" "$tmp/edited"
+  tree_diff "$tmp" full edited > "$tmp/edit.patch"
+  [ -s "$tmp/edit.patch" ] || { echo "patches.sh: no changes to fold in" >&2; exit 1; }
+  rewrite "$target" "$tmp/edit.patch"
   echo "refreshed $target and the patches after it"
+}
+
+# `fold K N`: patch K (a fix-up) is folded into the earlier patch N and removed.
+fold() {
+  local from into; from=$(patch_file "$1"); into=$(patch_file "$2")
+  [ "$((10#$2))" -lt "$((10#$1))" ] || { echo "patches.sh: fold K N needs N < K" >&2; exit 2; }
+  rewrite "$into" "$from" "$from"
+  echo "folded $from into $into"
 }
 
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
@@ -102,5 +126,6 @@ case "${1:-check}" in
     [ -s "$out" ] || { rm "$out"; echo "patches.sh: no changes" >&2; exit 1; }
     echo "wrote $out" ;;
   refresh) refresh "${2:?usage: patches.sh refresh N}" ;;
-  *) echo "usage: patches.sh check | new NAME | refresh N" >&2; exit 2 ;;
+  fold) fold "${2:?usage: patches.sh fold K N}" "${3:?usage: patches.sh fold K N}" ;;
+  *) echo "usage: patches.sh check | new NAME | refresh N | fold K N" >&2; exit 2 ;;
 esac

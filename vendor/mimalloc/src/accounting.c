@@ -21,6 +21,10 @@ fast path since a page's last sync, so `mi_acct_refresh` syncs every page of
 a heap after a collection and the figure is then exact.
 This file is included by `static.c` after `segment.c`.
 -----------------------------------------------------------------------------*/
+#if !defined(MI_IN_STATIC_C)
+#error "accounting.c is compiled only as part of 'static.c' (it uses statics of page-queue.c and segment.c)"
+#endif
+
 #include "mimalloc.h"
 #include "mimalloc/internal.h"
 #include "mimalloc/atomic.h"

@@ -31,9 +31,28 @@ The goals come from gcmalloc's QSBR (Rust, `src/type_stable.rs`) through two
 hooks installed at run time; until they are installed every page is freed at
 once, exactly as in stock mimalloc.
 -----------------------------------------------------------------------------*/
+#if !defined(MI_IN_STATIC_C)
+#error "page-delay.c is compiled only as part of 'static.c'"
+#endif
+
 #include "mimalloc.h"
 #include "mimalloc/internal.h"
 #include "mimalloc/atomic.h"
+
+// The size `types.h` states for `mi_page_t` on 64-bit: stock's 12 words
+// (0001's `acct_bytes` took the padding word), the 4 of delayed page reuse,
+// and the 2 keys of encoded free lists or padding. It is also the size of a
+// slice entry, so the segment header grows with it: 513 entries of 16 words
+// no longer fit one 64 KiB slice (stock's 12 do), which costs every segment a
+// second header slice.
+#if (MI_INTPTR_SIZE == 8) && (MI_ENCODE_FREELIST || MI_PADDING)
+_Static_assert(sizeof(mi_page_t) == 18 * 8, "mi_page_t is not the size types.h states");
+#elif (MI_INTPTR_SIZE == 8)
+_Static_assert(sizeof(mi_page_t) == 16 * 8, "mi_page_t is not the size types.h states");
+#endif
+#if (MI_INTPTR_SIZE == 8)
+_Static_assert(sizeof(mi_segment_t) <= 2 * MI_SEGMENT_SLICE_SIZE, "the segment header takes more than two slices");
+#endif
 
 static _Atomic(void*) mi_delay_goal_fun;     // is `mi_page_goal_fun*`
 static _Atomic(void*) mi_delay_reached_fun;  // is `mi_goal_reached_fun*`

@@ -430,8 +430,7 @@ void _mi_page_abandon(mi_page_t* page, mi_page_queue_t* pq) {
   mi_page_queue_remove(pq, page);
 
   // page is no longer associated with our heap
-  // gcmalloc: a thread freeing into the page may hold it with MI_DELAYED_FREEING (`_mi_page_acct_free_abandoned`)
-  mi_assert_internal(mi_page_is_never_delayed_or_held(page));
+  mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE);
   mi_page_set_heap(page, NULL);
   _mi_page_acct_abandon(page);  // gcmalloc: a full page's bytes move to the abandoned total
 

@@ -1150,8 +1150,7 @@ static void mi_segment_abandon(mi_segment_t* segment, mi_segments_tld_t* tld) {
 
 void _mi_segment_page_abandon(mi_page_t* page, mi_segments_tld_t* tld) {
   mi_assert(page != NULL);
-  // gcmalloc: or held by a thread freeing into it (`_mi_page_acct_free_abandoned`)
-  mi_assert_internal(mi_page_is_never_delayed_or_held(page));
+  mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE);
   mi_assert_internal(mi_page_heap(page) == NULL);
   mi_segment_t* segment = _mi_page_segment(page);
 
@@ -1249,8 +1248,7 @@ static mi_segment_t* mi_segment_reclaim(mi_segment_t* segment, mi_heap_t* heap, 
       // in use: reclaim the page in our heap
       mi_page_t* page = mi_slice_to_page(slice);
       mi_assert_internal(page->is_committed);
-      // gcmalloc: or held by a thread freeing into it (`_mi_page_acct_free_abandoned`)
-      mi_assert_internal(mi_page_is_never_delayed_or_held(page));
+      mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE);
       mi_assert_internal(mi_page_heap(page) == NULL);
       mi_assert_internal(page->next == NULL && page->prev==NULL);
       _mi_stat_decrease(&tld->stats->pages_abandoned, 1);

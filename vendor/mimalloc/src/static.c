@@ -16,6 +16,10 @@ terms of the MIT license. A copy of the license can be found in the file
 #include "mimalloc.h"
 #include "mimalloc/internal.h"
 
+// gcmalloc: src/accounting.c and src/page-delay.c use statics of other files
+// and are compiled only as part of this one (they check this define).
+#define MI_IN_STATIC_C
+
 // For a static override we create a single object file
 // containing the whole library. If it is linked first
 // it will override all the standard library allocation

@@ -648,22 +648,8 @@ static inline mi_heap_t* mi_page_heap(const mi_page_t* page) {
   return (mi_heap_t*)(mi_atomic_load_relaxed(&((mi_page_t*)page)->xheap));
 }
 
-// gcmalloc: an abandoned (or abandoning) page has MI_NEVER_DELAYED_FREE, or a
-// thread freeing into it holds it with MI_DELAYED_FREEING (src/accounting.c).
-// The hold comes and goes, so the flag is read once: two reads could see the
-// hold, then its release, and match neither value.
-static inline bool mi_page_is_never_delayed_or_held(const mi_page_t* page) {
-  const mi_delayed_t delay = mi_page_thread_free_flag(page);
-  return (delay == MI_NEVER_DELAYED_FREE || delay == MI_DELAYED_FREEING);
-}
-
 static inline void mi_page_set_heap(mi_page_t* page, mi_heap_t* heap) {
-  // gcmalloc: when a page is abandoned (heap becomes NULL) or reclaimed (heap
-  // was NULL), a thread freeing into it may hold it with MI_DELAYED_FREEING
-  // (src/accounting.c, `_mi_page_acct_free_abandoned`). That thread never
-  // reads the page's heap, so the heap may change meanwhile; moving a page
-  // between two live heaps still must not race with a delayed free.
-  mi_assert_internal(mi_page_thread_free_flag(page) != MI_DELAYED_FREEING || heap == NULL || mi_page_heap(page) == NULL);
+  mi_assert_internal(mi_page_thread_free_flag(page) != MI_DELAYED_FREEING);
   mi_atomic_store_release(&page->xheap,(uintptr_t)heap);
   if (heap != NULL) { page->heap_tag = heap->tag; }
 }

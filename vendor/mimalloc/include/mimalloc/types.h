@@ -310,6 +310,8 @@ typedef uintptr_t mi_thread_free_t;
 // - Using `uint16_t` does not seem to slow things down
 // - The size is 12 words on 64-bit which helps the page index calculations
 //   (and 14 words on 32-bit, and encoded free lists add 2 words)
+//   gcmalloc: 16 words on 64-bit with delayed page reuse's 4 below (checked
+//   by `_Static_assert` in src/page-delay.c)
 // - `xthread_free` uses the bottom bits as a delayed-free flags to optimize
 //   concurrent frees where only the first concurrent free adds to the owning
 //   heap `thread_delayed_free` list (see `free.c:mi_free_block_mt`).
