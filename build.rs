@@ -55,6 +55,20 @@ fn main() {
         build.define("MI_DEBUG", "0").define("MI_BUILD_RELEASE", None).define("NDEBUG", None);
     }
 
+    // Under `-Zsanitizer=address` (nightly) mimalloc is instrumented too and
+    // tells AddressSanitizer which blocks are live (MI_TRACK_ASAN): a use of
+    // a freed block is reported, not just a use of freed OS memory.
+    let sanitize = env::var("CARGO_CFG_SANITIZE").unwrap_or_default();
+    if sanitize.split(',').any(|s| s == "address") {
+        build.define("MI_TRACK_ASAN", "1").flag("-fsanitize=address");
+    }
+    // `GCMALLOC_TRACK_VALGRIND=1`: the same for valgrind's memcheck (needs its
+    // headers, Debian's `valgrind` package).
+    println!("cargo:rerun-if-env-changed=GCMALLOC_TRACK_VALGRIND");
+    if env::var_os("GCMALLOC_TRACK_VALGRIND").is_some_and(|v| v == "1") {
+        build.define("MI_TRACK_VALGRIND", "1");
+    }
+
     // 1. Compile as is and list the globals it defines.
     let objects = build.clone().file(root.join("src/static.c")).compile_intermediates();
     let mut names = Vec::new();

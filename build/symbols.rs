@@ -66,6 +66,11 @@ fn c_name(raw: &str, underscore: bool) -> Option<&str> {
     if let Some(tls) = name.strip_prefix("__emutls_v.").or_else(|| name.strip_prefix("__emutls_t.")) {
         return Some(tls);
     }
+    // AddressSanitizer's one-definition-rule indicator for a global (built
+    // with `-fsanitize=address`, as `cargo fuzz` does) stands for the global.
+    if let Some(global) = name.strip_prefix("__odr_asan.") {
+        return Some(global);
+    }
     (!COMPILER_HELPERS.iter().any(|helper| name.starts_with(helper))).then_some(name)
 }
 
