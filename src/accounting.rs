@@ -34,6 +34,46 @@ pub fn estimate() -> usize {
     unsafe { ffi::mi_acct_estimate() }
 }
 
+/// The calling thread's share of [`estimate`]: the bytes its mimalloc heap's
+/// pages carry (as of their last sync, see [`Usage`]). Blocks the thread
+/// allocated count here wherever they are freed later, until their page is
+/// synced. Two loads; never allocates (0 before the thread's first
+/// allocation). For per-thread budgets, or a dashboard per mutator thread.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
+///
+/// let mine = vec![0u8; 8 << 20]; // a huge block: counted at once
+/// assert!(gcmalloc::thread_estimate() >= 8 << 20);
+/// std::thread::spawn(|| assert!(gcmalloc::thread_estimate() < 8 << 20)).join().unwrap();
+/// # drop(mine);
+/// ```
+#[inline]
+pub fn thread_estimate() -> usize {
+    // SAFETY: reads two counters of the calling thread's heap; no
+    // preconditions.
+    unsafe { ffi::mi_acct_heap_bytes(core::ptr::null()) }
+}
+
+/// Returns free memory to the OS now: the calling thread's empty pages (those
+/// whose QSBR goal is reached) and the free parts of segments, purged at once
+/// instead of after mimalloc's purge delay (mimalloc's `mi_collect(true)`).
+/// Call it after a major collection, as one GC runtime did to cut its idle
+/// RSS from 868 to 459 MB. Costs a walk of the thread's heap and system calls;
+/// pages waiting for their goal stay (see [`set_page_reuse_delay`](crate::set_page_reuse_delay)).
+///
+/// ```
+/// let garbage: Vec<Vec<u8>> = (0..1000).map(|_| vec![1u8; 4096]).collect();
+/// drop(garbage);
+/// gcmalloc::release_free_memory();
+/// ```
+pub fn release_free_memory() {
+    // SAFETY: mi_collect works on the calling thread's heap and on abandoned
+    // segments, under mimalloc's own synchronization.
+    unsafe { ffi::mi_collect(true) }
+}
+
 /// A breakdown of the accounted bytes, from [`usage`].
 ///
 /// # What is counted

@@ -50,6 +50,8 @@ mimalloc_fns! {
     /// thread's heap only while that thread is parked at a safepoint.
     fn mi_acct_refresh(heap: *mut c_void);
     fn mi_heap_get_default() -> *mut c_void;
+    /// What `heap`'s pages carry (NULL: the calling thread's heap).
+    fn mi_acct_heap_bytes(heap: *const c_void) -> usize;
     /// Takes (true) or releases (false) the accounting's heap-list lock.
     #[cfg(all(unix, not(loom)))]
     fn mi_acct_fork_lock(lock: bool);

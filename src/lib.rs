@@ -86,6 +86,7 @@
 
 mod accounting;
 mod allocator;
+mod debt;
 mod ffi;
 #[cfg(all(unix, not(loom)))]
 mod fork;
@@ -99,8 +100,9 @@ mod trigger;
 mod type_stable;
 mod world;
 
-pub use accounting::{audit, estimate, refresh_estimate, usage, Audit, Usage};
+pub use accounting::{audit, estimate, refresh_estimate, release_free_memory, thread_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
+pub use debt::DebtMeter;
 pub use registry::ThreadState;
 #[cfg(loom)]
 #[doc(hidden)]

@@ -13,8 +13,8 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::proc_memory;
-use crate::sync::{const_thread_local, AtomicUsize, Ordering};
-use Ordering::{Acquire, Relaxed, Release};
+use crate::sync::{const_thread_local, AtomicBool, AtomicUsize, Ordering};
+use Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Allocations a thread records locally before adding them to the shared
 /// counter. Bounds how far [`GcTrigger::pending`] can lag behind the other
@@ -177,6 +177,8 @@ struct Counts {
     deferred: AtomicUsize,
     /// Memory right after the last collection (bytes).
     baseline: AtomicUsize,
+    /// `should_collect_once` said yes: the next call takes the baseline.
+    collecting: AtomicBool,
 }
 
 /// Decides when a garbage-collected runtime should collect, without stopping
@@ -210,6 +212,61 @@ struct Counts {
 ///     }
 /// }
 /// assert_eq!(collections, 4); // after every 2,001 allocations
+/// ```
+///
+/// # Driving a real collector
+///
+/// Thread-safety: every method takes `&self` and may be called from any
+/// thread (a `static` trigger is the usual home); [`collected`](Self::collected)
+/// drops allocations other threads record while it runs (see there).
+///
+/// **dumpster** asks a plain `fn` on every `Gc` drop and has no hook after
+/// a collection: use [`should_collect_once`](Self::should_collect_once), and
+/// record allocations where the runtime makes its `Gc`s.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use dumpster::sync::{set_collect_condition, CollectInfo, Gc};
+/// use gcmalloc::GcTrigger;
+///
+/// #[global_allocator]
+/// static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
+/// static TRIGGER: LazyLock<GcTrigger> = LazyLock::new(GcTrigger::default);
+///
+/// fn condition(_: &CollectInfo) -> bool {
+///     TRIGGER.should_collect_once()
+/// }
+///
+/// set_collect_condition(condition);
+/// for i in 0..10_000 {
+///     TRIGGER.record_alloc(1);
+///     drop(Gc::new(vec![i; 16])); // dumpster checks the condition here
+/// }
+/// ```
+///
+/// **gc-arena** (0.7) paces its incremental collection by object counts; a
+/// [`DebtMeter`](crate::DebtMeter) adds the estimate's growth as debt (see
+/// there for the example), and `Arena::collect_debt` does the rest.
+///
+/// **rust-gc (`gc`), rust-cc and boa_gc** collect when told to: check at the
+/// runtime's safepoints (for example once per interpreted statement or loop
+/// back-edge) and force a collection. They are thread-local collectors, so
+/// each thread keeps its own trigger (a `thread_local!`) and records its own
+/// allocations:
+///
+/// ```ignore
+/// thread_local! { static TRIGGER: GcTrigger = GcTrigger::default(); }
+///
+/// fn safepoint() {
+///     TRIGGER.with(|t| {
+///         if t.should_collect() {
+///             gc::force_collect();          // rust-gc
+///             // rust_cc::collect_cycles(); // rust-cc
+///             // boa_gc::force_collect();   // boa_gc
+///             t.collected();
+///         }
+///     });
+/// }
 /// ```
 #[derive(Debug)]
 pub struct GcTrigger {
@@ -315,6 +372,49 @@ impl GcTrigger {
         counts.young.store(0, Relaxed);
         counts.deferred.store(0, Relaxed);
         counts.baseline.store(self.config.source.read().unwrap_or(0), Relaxed);
+    }
+
+    /// [`should_collect`](Self::should_collect) for collectors that ask a
+    /// plain `fn` whether to collect and have no hook after a collection,
+    /// such as dumpster's `set_collect_condition`: true once per due
+    /// collection (one caller wins it), and the first call after that takes
+    /// the new baseline itself (as [`collected`](Self::collected) does) and
+    /// says no. The collector is expected to collect between the two calls;
+    /// dumpster does, on the thread that got `true`, before its next check.
+    ///
+    /// Thread-safe. With several threads, a check on another thread while the
+    /// collection runs may take the baseline before the collection ends: the
+    /// baseline is then higher and the next collection comes later, by at
+    /// most what that collection freed.
+    ///
+    /// ```
+    /// use std::sync::LazyLock;
+    /// use gcmalloc::{GcTrigger, MemorySource};
+    ///
+    /// static TRIGGER: LazyLock<GcTrigger> =
+    ///     LazyLock::new(|| GcTrigger::builder().source(MemorySource::None).build());
+    ///
+    /// // A collect condition, as dumpster takes it: a plain `fn`, no state.
+    /// fn condition() -> bool {
+    ///     TRIGGER.should_collect_once()
+    /// }
+    ///
+    /// TRIGGER.record_alloc(2_001);
+    /// assert!(condition(), "due");
+    /// // ... the collector collects here ...
+    /// assert!(!condition(), "the next check takes the new baseline");
+    /// assert_eq!(TRIGGER.pending(), 0);
+    /// ```
+    pub fn should_collect_once(&self) -> bool {
+        let counts = &*self.counts;
+        // Relaxed first: the common "nothing collecting" case is one load.
+        if counts.collecting.load(Relaxed) && counts.collecting.swap(false, AcqRel) {
+            self.collected();
+            return false;
+        }
+        // AcqRel: one caller wins the due collection; the winner's `collected`
+        // by a later caller happens after the swap that saw it.
+        self.should_collect() && counts.collecting.compare_exchange(false, true, AcqRel, Relaxed).is_ok()
     }
 
     /// Adds the calling thread's batched allocations to the shared count.

@@ -223,3 +223,45 @@ fn counts_saturate_instead_of_wrapping() {
     trigger.collected();
     assert_eq!(trigger.pending(), 0);
 }
+
+/// `should_collect_once` (dumpster's plain-`fn` condition): true once per
+/// due collection, the next call takes the new baseline and says no.
+#[test]
+fn should_collect_once_says_yes_once_then_rebases() {
+    static MEM: AtomicUsize = AtomicUsize::new(100 * MIB);
+    let trigger = GcTrigger::builder().source(MemorySource::Custom(|| MEM.load(Relaxed))).build();
+    trigger.record_alloc(2_001);
+    MEM.store(120 * MIB, Relaxed);
+    assert!(trigger.should_collect_once(), "due: 20% growth");
+    MEM.store(80 * MIB, Relaxed); // the collection freed memory
+    assert!(!trigger.should_collect_once(), "the call after a yes rebases");
+    assert_eq!(trigger.baseline(), 80 * MIB);
+    assert_eq!(trigger.pending(), 0);
+    trigger.record_alloc(2_001);
+    assert!(!trigger.should_collect_once(), "no growth from the new baseline");
+    trigger.record_alloc(2_001);
+    MEM.store(90 * MIB, Relaxed);
+    assert!(trigger.should_collect_once(), "growth from the new baseline");
+}
+
+/// Threads racing on one due collection: exactly one of them gets it.
+#[test]
+fn should_collect_once_has_one_winner() {
+    for _ in 0..200 {
+        let trigger = GcTrigger::builder().source(MemorySource::None).build();
+        trigger.record_alloc(2_001);
+        let barrier = std::sync::Barrier::new(4);
+        let yes = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    barrier.wait();
+                    if trigger.should_collect_once() {
+                        yes.fetch_add(1, Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(yes.load(Relaxed), 1, "one due collection, one yes");
+    }
+}

@@ -8,8 +8,12 @@ use gcmalloc::{GcTrigger, MemorySource};
 
 const MIB: usize = 1 << 20;
 
+/// The estimate is process-wide: the tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn estimate_gate_opens_on_growth_and_baseline_falls_after_frees() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let trigger = GcTrigger::builder().source(MemorySource::Estimate).build();
     let start = trigger.baseline();
     let blocks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; MIB]).collect();
@@ -23,4 +27,24 @@ fn estimate_gate_opens_on_growth_and_baseline_falls_after_frees() {
     trigger.collected();
     let low = trigger.baseline();
     assert!(low + 48 * MIB <= high, "baseline {low} did not fall from {high} after freeing");
+}
+
+/// `DebtMeter` turns growth beyond the allocation count into debt: 16 MiB of
+/// payload in a heap whose objects average 1 KiB is about 16,384 objects'
+/// worth, less the allocations already charged; no growth is no debt.
+#[test]
+fn debt_meter_charges_growth_beyond_the_count() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut meter = gcmalloc::DebtMeter::new();
+    let payload = vec![1u8; 16 * MIB];
+    let live = gcmalloc::estimate() / 1024; // objects of 1 KiB on average
+    let debt = meter.extra_debt(16, live);
+    let expected = 16.0 * 1024.0 - 16.0;
+    assert!((debt - expected).abs() < expected * 0.05, "debt {debt} for 16 MiB, expected about {expected}");
+    assert_eq!(meter.extra_debt(0, live), 0.0, "no growth since the last call");
+    drop(payload);
+    assert_eq!(meter.extra_debt(0, live), 0.0, "memory fell: no debt");
+    let again = vec![1u8; 16 * MIB];
+    assert!(meter.extra_debt(0, live) > expected * 0.9, "growth counts again from the lower mark");
+    drop(again);
 }

@@ -219,13 +219,29 @@ impl Goal {
 /// assert_eq!(gcmalloc::qsbr::stats().pending_items, 0);
 /// ```
 pub fn retire<T: Send + 'static>(value: Box<T>) {
+    retire_with_size(value, core::mem::size_of::<T>());
+}
+
+/// [`retire`], accounted as `bytes` instead of `size_of::<T>()`: for an
+/// object that owns memory of its own (a `Box<Vec<u8>>` is 24 bytes to
+/// `retire`, whatever its buffer holds), so that
+/// [`Stats::pending_bytes`] shows what reclaiming it will free.
+///
+/// ```
+/// let me = gcmalloc::register_thread();
+/// let buffer = vec![0u8; 1 << 20];
+/// let bytes = buffer.capacity() + std::mem::size_of::<Vec<u8>>();
+/// gcmalloc::qsbr::retire_with_size(Box::new(buffer), bytes);
+/// assert!(gcmalloc::qsbr::stats().pending_bytes >= 1 << 20);
+/// # drop(me);
+/// ```
+pub fn retire_with_size<T: Send + 'static>(value: Box<T>, bytes: usize) {
     /// # Safety
     /// `p` came from `Box::<T>::into_raw`, and is reclaimed once.
     unsafe fn drop_box<T>(p: *mut ()) {
         // SAFETY: the caller's contract.
         drop(unsafe { Box::from_raw(p.cast::<T>()) })
     }
-    let bytes = core::mem::size_of::<T>();
     // SAFETY: T: Send + 'static, so dropping it later on any thread is sound;
     // the box is owned by the queue from here on and dropped exactly once.
     let item = unsafe { Item::new(Box::into_raw(value).cast(), drop_box::<T>, bytes) };
@@ -317,7 +333,8 @@ pub struct Stats {
     /// (large/huge pages waiting for a goal are reused by later large/huge
     /// allocations they fit, so a loop of them holds a few blocks).
     pub pending_items: usize,
-    /// Their bytes (`size_of::<T>()` for [`retire`], usable size for
+    /// Their bytes (`size_of::<T>()` for [`retire`], the caller's figure for
+    /// [`retire_with_size`], usable size for
     /// [`retire_block`]).
     pub pending_bytes: usize,
     /// Threads currently registered.

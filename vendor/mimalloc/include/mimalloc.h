@@ -196,6 +196,7 @@ mi_decl_export void   mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept;  /
 mi_decl_export void   mi_acct_fork_lock(bool lock) mi_attr_noexcept;       // hold the heap list's lock across fork(): true before, false after (parent and child)
 struct mi_heap_s;  // mi_heap_t, declared below
 mi_decl_export void   mi_acct_refresh(struct mi_heap_s* heap) mi_attr_noexcept;     // NULL: the calling thread's heap; another's only while its owner is stopped
+mi_decl_export size_t mi_acct_heap_bytes(const struct mi_heap_s* heap) mi_attr_noexcept;  // NULL: the calling thread's heap: its share of the estimate
 
 
 // Generally do not use the following as these are usually called automatically

@@ -227,6 +227,15 @@ void mi_acct_refresh(mi_heap_t* heap) mi_attr_noexcept {
   mi_heap_acct_publish(heap);
 }
 
+// One heap's share of the estimate: what its pages carry (as of their last
+// sync), published or not. Two relaxed loads of owner-written counters, so
+// any thread may read any live heap's figure.
+size_t mi_acct_heap_bytes(const mi_heap_t* heap) mi_attr_noexcept {
+  if (heap == NULL) { heap = mi_prim_get_default_heap(); }
+  if (heap == NULL || !mi_heap_is_initialized((mi_heap_t*)heap)) return 0;
+  return mi_atomic_load_relaxed(&((mi_heap_t*)heap)->acct_small) + mi_atomic_load_relaxed(&((mi_heap_t*)heap)->acct_large);
+}
+
 
 /* -----------------------------------------------------------
   Queries
