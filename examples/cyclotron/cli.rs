@@ -11,6 +11,8 @@ usage: cyclotron [--quick | --grid] [options]
   --quick               a few representative points, < 60 s (the default)
   --grid                the seed's grid: cycle {10,100,1k} x extra {0,10k,100k,300k}
                         x live {100,10k,30k}
+  --runtime R           toy (default: cyclotron's own mark-sweep), dumpster or
+                        gc-arena (real Rust collectors; see --policies)
   --workload W          chain (default) or tree
   --cycle LIST          objects per chain, e.g. 10,100 (with --extra/--live:
   --extra LIST          payload bytes per chain          a grid of your own)
@@ -18,12 +20,56 @@ usage: cyclotron [--quick | --grid] [options]
   --cyclic-fraction F   fraction of chains closed into cycles (default 1.0)
   --total N             objects allocated per run (default: sized per point)
   --threads N           mutator threads (default 1)
-  --policies LIST       of count, rss, estimate, goal (default all four)
+  --policies LIST       of own, count, rss, estimate, goal, debt (default: all
+                        the runtime has; `own` is the collector's own heuristic,
+                        which the toy does not have; `debt` is gc-arena's pacing
+                        with the estimate's growth added as debt)
   --base P              policy the ratio columns compare against (default rss)
   --json FILE           every figure, as JSON
   --plot FILE.svg       RSS and trash over time, per point and policy";
 
-pub const POLICIES: [&str; 4] = ["count", "rss", "estimate", "goal"];
+pub const POLICIES: [&str; 6] = ["own", "count", "rss", "estimate", "goal", "debt"];
+
+/// The collector the workloads run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collector {
+    Toy,
+    Dumpster,
+    GcArena,
+}
+
+impl Collector {
+    pub fn name(self) -> &'static str {
+        match self {
+            Collector::Toy => "toy",
+            Collector::Dumpster => "dumpster",
+            Collector::GcArena => "gc-arena",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Collector, String> {
+        match name {
+            "toy" => Ok(Collector::Toy),
+            "dumpster" => Ok(Collector::Dumpster),
+            "gc-arena" => Ok(Collector::GcArena),
+            other => Err(format!("unknown runtime {other} (expected toy, dumpster or gc-arena)")),
+        }
+    }
+
+    /// The policies this collector runs by default: those it has.
+    fn policies(self) -> Vec<String> {
+        POLICIES.iter().filter(|p| self.has(p)).map(|p| p.to_string()).collect()
+    }
+
+    /// `own` is a real collector's heuristic; `debt` paces gc-arena's.
+    fn has(self, policy: &str) -> bool {
+        match policy {
+            "own" => self != Collector::Toy,
+            "debt" => self == Collector::GcArena,
+            _ => true,
+        }
+    }
+}
 
 /// Allocation volume a default-sized run aims at (objects plus payloads).
 const RUN_BYTES: usize = 3 << 30;
@@ -32,6 +78,7 @@ const OBJECT_BYTES: usize = 64;
 /// Bounds of a default-sized run, in objects.
 const MIN_TOTAL: usize = 1_000_000;
 const MAX_TOTAL: usize = 3_000_000;
+const MIN_TOTAL_REAL: usize = 100_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -69,6 +116,7 @@ pub struct ChildRun {
 }
 
 pub struct Args {
+    pub runtime: Collector,
     pub points: Vec<Point>,
     pub policies: Vec<String>,
     pub base: String,
@@ -79,10 +127,14 @@ pub struct Args {
 }
 
 /// Objects per run when `--total` is not given: about `RUN_BYTES` of
-/// allocation, within [`MIN_TOTAL`, `MAX_TOTAL`] objects.
-pub fn default_total(cycle: usize, extra: usize) -> usize {
+/// allocation, within [`MIN_TOTAL`, `MAX_TOTAL`] objects. A real
+/// collector's own heuristic may collect nothing for gigabytes, so its runs
+/// stop at `RUN_BYTES` (at least `MIN_TOTAL_REAL` objects): the toy's
+/// floor of a million objects would allocate 30 GB at extra=300k.
+pub fn default_total(cycle: usize, extra: usize, runtime: Collector) -> usize {
     let per_object = OBJECT_BYTES + extra / cycle;
-    (RUN_BYTES / per_object).clamp(MIN_TOTAL, MAX_TOTAL)
+    let min = if runtime == Collector::Toy { MIN_TOTAL } else { MIN_TOTAL_REAL };
+    (RUN_BYTES / per_object).clamp(min, MAX_TOTAL)
 }
 
 fn list(value: &str) -> Result<Vec<usize>, String> {
@@ -133,14 +185,16 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut cyclic_fraction = 1.0;
     let mut total = None;
     let mut threads = 1;
-    let mut policies: Vec<String> = POLICIES.iter().map(|p| p.to_string()).collect();
-    let mut base = "rss".to_string();
+    let mut runtime = Collector::Toy;
+    let mut policies: Option<Vec<String>> = None;
+    let mut base = None;
     let (mut json, mut plot, mut child, mut child_policy) = (None, None, false, None);
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--quick" => grid = false,
             "--grid" => grid = true,
+            "--runtime" => runtime = Collector::parse(&value()?)?,
             "--workload" => {
                 workload = match value()?.as_str() {
                     "chain" => Workload::Chain,
@@ -156,8 +210,8 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
             }
             "--total" => total = Some(number(&value()?)?),
             "--threads" => threads = number(&value()?)?.max(1),
-            "--policies" => policies = value()?.split(',').map(policy).collect::<Result<_, _>>()?,
-            "--base" => base = policy(&value()?)?,
+            "--policies" => policies = Some(value()?.split(',').map(policy).collect::<Result<_, _>>()?),
+            "--base" => base = Some(policy(&value()?)?),
             "--json" => json = Some(PathBuf::from(value()?)),
             "--plot" => plot = Some(PathBuf::from(value()?)),
             "--child" => child = true,
@@ -169,8 +223,22 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     if !(0.0..=1.0).contains(&cyclic_fraction) {
         return Err("--cyclic-fraction needs a number in 0..=1".into());
     }
+    let mut policies = policies.unwrap_or_else(|| runtime.policies());
+    // The toy's ratios compare with CPython's RSS gate; a real collector's
+    // with its own heuristic.
+    let base = base.unwrap_or_else(|| if runtime == Collector::Toy { "rss" } else { "own" }.to_string());
     if !policies.contains(&base) {
         policies.insert(0, base.clone());
+    }
+    if let Some(p) = policies.iter().find(|p| !runtime.has(p)) {
+        return Err(format!(
+            "the {} runtime has no policy {p}: `own` needs dumpster or gc-arena, `debt` needs gc-arena",
+            runtime.name()
+        )
+        .into());
+    }
+    if runtime != Collector::Toy && threads > 1 {
+        return Err(format!("--threads applies to the toy runtime only ({} runs on one thread)", runtime.name()).into());
     }
     let custom = cycles.is_some() || extras.is_some() || lives.is_some();
     let mut dims: Vec<(Workload, usize, usize, usize)> = if custom || grid {
@@ -187,7 +255,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         }
         dims
     } else {
-        quick_points()
+        quick_points(runtime)
     };
     if dims.iter().any(|&(_, c, _, l)| c == 0 || l == 0) {
         return Err("--cycle and --live must be at least 1".into());
@@ -201,7 +269,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
                 extra,
                 live,
                 cyclic_fraction,
-                total: total.unwrap_or_else(|| default_total(cycle, extra)),
+                total: total.unwrap_or_else(|| default_total(cycle, extra, runtime)),
             },
         })
         .collect::<Vec<_>>();
@@ -210,12 +278,22 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         (true, Some(policy)) if points.len() == 1 => Some(ChildRun { point: points[0], policy }),
         (true, _) => return Err("--child needs --policy and exactly one point".into()),
     };
-    Ok(Args { points, policies, base, threads, json, plot, child })
+    Ok(Args { runtime, points, policies, base, threads, json, plot, child })
 }
 
 /// `--quick`: representative points: no payload, payloads of 10k, 100k and
 /// 300k bytes, and two trees.
-fn quick_points() -> Vec<(Workload, usize, usize, usize)> {
+fn quick_points(runtime: Collector) -> Vec<(Workload, usize, usize, usize)> {
+    if runtime != Collector::Toy {
+        // No payload; payloads of 100k and (where counts mislead) 300k at
+        // live=30k; a tree.
+        return vec![
+            (Workload::Chain, 10, 0, 10_000),
+            (Workload::Chain, 10, 100_000, 10_000),
+            (Workload::Chain, 10, 300_000, 30_000),
+            (Workload::Tree, 10, 10_000, 10_000),
+        ];
+    }
     vec![
         (Workload::Chain, 10, 0, 10_000),
         (Workload::Chain, 10, 100_000, 10_000),
@@ -227,10 +305,12 @@ fn quick_points() -> Vec<(Workload, usize, usize, usize)> {
 }
 
 /// The arguments that make a child process run `policy` on `point`.
-pub fn child_args(point: &Point, policy: &str, threads: usize) -> Vec<String> {
+pub fn child_args(runtime: Collector, point: &Point, policy: &str, threads: usize) -> Vec<String> {
     let s = &point.shape;
     [
         "--child",
+        "--runtime",
+        runtime.name(),
         "--policy",
         policy,
         "--workload",

@@ -55,12 +55,12 @@ impl TrashGauge {
         self.max.load(Relaxed)
     }
 
-    fn add(&self, n: usize) {
+    pub fn add(&self, n: usize) {
         let now = self.now.fetch_add(n, Relaxed) + n;
         self.max.fetch_max(now, Relaxed);
     }
 
-    fn sub(&self, n: usize) {
+    pub fn sub(&self, n: usize) {
         self.now.fetch_sub(n, Relaxed);
     }
 }
@@ -72,6 +72,76 @@ pub trait Mutator {
     /// Collects if the trigger says so. Every object the workload still
     /// uses must be reachable from `heap().roots` here.
     fn safepoint(&mut self, trigger: &GcTrigger);
+}
+
+/// The toy runtime as the workloads see it: a mutator (one heap, or a thread
+/// of `--threads`) and the trigger its safepoints consult.
+pub struct Toy<'a, M> {
+    pub mutator: &'a mut M,
+    pub trigger: &'a GcTrigger,
+}
+
+impl<M: Mutator> crate::workloads::Runtime for Toy<'_, M> {
+    type Ref = Gc;
+
+    fn alloc(&mut self, payload: usize) -> Gc {
+        self.mutator.heap().alloc(self.trigger, payload)
+    }
+
+    fn push(&mut self, from: &Gc, key: Option<u64>, to: &Gc) {
+        // SAFETY: workloads pass live objects and hold no other borrow.
+        let node = unsafe { obj(*from) };
+        node.edges.push(*to);
+        node.keys.extend(key);
+    }
+
+    fn first_key(&mut self, node: &Gc) -> u64 {
+        // SAFETY: as in `push`.
+        unsafe { obj(*node) }.keys[0]
+    }
+
+    fn child_for(&mut self, node: &Gc, key: u64) -> Gc {
+        // SAFETY: tree nodes are reachable from the held root, hence live.
+        let inner = unsafe { obj(*node) };
+        inner.edges[crate::workloads::child_index(&inner.keys, key)]
+    }
+
+    fn remove(&mut self, leaf: &Gc, key: u64) -> Gc {
+        // SAFETY: as in `child_for`.
+        let leaf = unsafe { obj(*leaf) };
+        let i = leaf.keys.binary_search(&key).expect("deleted keys are present");
+        leaf.keys.remove(i);
+        leaf.edges.remove(i)
+    }
+
+    fn insert(&mut self, leaf: &Gc, key: u64, value: &Gc) {
+        // SAFETY: as in `child_for`.
+        let leaf = unsafe { obj(*leaf) };
+        let i = leaf.keys.binary_search(&key).expect_err("re-inserted keys are absent");
+        leaf.keys.insert(i, key);
+        leaf.edges.insert(i, *value);
+    }
+
+    fn hold(&mut self, r: &Gc) {
+        self.mutator.heap().roots.push(*r);
+    }
+
+    fn release(&mut self) {
+        self.mutator.heap().roots.clear();
+    }
+
+    fn drop_chain(&mut self, head: Gc, len: usize, cyclic: bool) {
+        if cyclic {
+            self.mutator.heap().unrooted(len);
+        } else {
+            // SAFETY: an open chain is acyclic, and this was its only reference.
+            unsafe { self.mutator.heap().free_acyclic(head) };
+        }
+    }
+
+    fn safepoint(&mut self) {
+        self.mutator.safepoint(self.trigger);
+    }
 }
 
 /// One thread's objects. The workload owns `roots`; everything else is

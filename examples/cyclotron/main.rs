@@ -1,31 +1,38 @@
-//! cyclotron: a small GC runtime under stress, comparing GC trigger policies.
+//! cyclotron: GC runtimes under stress, comparing GC trigger policies.
 //!
-//! A Rust port of the workloads behind CPython PR #148940's tables: a toy
-//! runtime whose objects come from `GcMalloc`, a mark-sweep collector, and
-//! cyclic garbage that reference counting cannot free. Each policy decides
-//! when to collect through a `gcmalloc::GcTrigger`:
+//! A Rust port of the workloads behind CPython PR #148940's tables, on one of
+//! three runtimes (`--runtime`) whose objects come from `GcMalloc`: the toy
+//! (a mark-sweep collector of our own, the default), dumpster's `sync::Gc`
+//! and gc-arena's `Arena`. The workloads make cyclic garbage that reference
+//! counting cannot free, with payloads the objects own. The policies:
 //!
+//! - `own` (real collectors): the collector's own heuristic;
 //! - `count`: every 2,000 allocations (no memory gate);
 //! - `rss`: CPython 3.14t's gate on the OS RSS (VmRSS + VmSwap);
 //! - `estimate`: the same gate on `gcmalloc::estimate()`;
-//! - `goal`: Go-style heap goal (GOGC=100) on `gcmalloc::estimate()`.
+//! - `goal`: Go-style heap goal (GOGC=100) on `gcmalloc::estimate()`;
+//! - `debt` (gc-arena): its own pacing plus `gcmalloc::DebtMeter`'s debt.
 //!
 //! Every policy runs the same workload, each in a child process of its own so
 //! that no run inherits another's peak RSS.
 //!
 //! ```text
 //! cargo run --release --example cyclotron -- --quick
+//! cargo run --release --example cyclotron -- --runtime gc-arena --quick
 //! cargo run --release --example cyclotron -- --grid --json grid.json --plot grid.svg
 //! cargo run --release --example cyclotron -- --workload tree --cycle 10 --extra 100000 --live 10000
 //! ```
 
+mod arena_runtime;
 mod cli;
+mod dumpster_runtime;
 mod heap;
 mod metrics;
 mod report;
 mod threads;
 mod workloads;
 
+use std::io::IsTerminal;
 use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,12 +40,14 @@ use std::time::{Duration, Instant};
 use gcmalloc::{GcMalloc, GcTrigger, MemorySource, Pacing};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use cli::{Args, Point, Workload};
-use heap::{Heap, Mutator, TrashGauge};
+use arena_runtime::GcArena;
+use cli::{Args, Collector, Point, Workload};
+use dumpster_runtime::Dumpster;
+use heap::{Heap, Toy, TrashGauge};
 use metrics::{RunResult, Sampler};
 use report::PointResults;
 use threads::SharedMutator;
-use workloads::{Rng, Shape};
+use workloads::{Rng, Runtime, Shape};
 
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
@@ -60,7 +69,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(run) = &args.child {
-        let result = run_one(&run.point, &run.policy, args.threads);
+        let result = run_one(args.runtime, &run.point, &run.policy, args.threads);
         println!("{}", serde_json::to_string(&result).expect("results serialize"));
         return ExitCode::SUCCESS;
     }
@@ -73,37 +82,72 @@ fn main() -> ExitCode {
     }
 }
 
-/// The trigger each policy uses.
-fn trigger_for(policy: &str) -> GcTrigger {
+/// The trigger each policy uses (`own`: none, the collector decides).
+fn trigger_for(policy: &str) -> Option<GcTrigger> {
     let builder = GcTrigger::builder();
-    match policy {
-        "count" => builder.source(MemorySource::None),
-        "rss" => builder.source(MemorySource::Rss),
-        "estimate" => builder.source(MemorySource::Estimate),
-        "goal" => builder.source(MemorySource::Estimate).pacing(Pacing::Goal { gogc: 100, min_heap: 4 << 20 }),
-        other => unreachable!("policy {other} was validated by the parser"),
-    }
-    .build()
+    Some(
+        match policy {
+            "own" | "debt" => return None,
+            "count" => builder.source(MemorySource::None),
+            "rss" => builder.source(MemorySource::Rss),
+            "estimate" => builder.source(MemorySource::Estimate),
+            "goal" => builder.source(MemorySource::Estimate).pacing(Pacing::Goal { gogc: 100, min_heap: 4 << 20 }),
+            other => unreachable!("policy {other} was validated by the parser"),
+        }
+        .build(),
+    )
 }
 
 /// Runs one policy on one grid point in this process.
-fn run_one(point: &Point, policy: &str, threads: usize) -> RunResult {
+fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> RunResult {
     let trigger = trigger_for(policy);
     let shape = point.shape;
     let gauge = Arc::new(TrashGauge::default());
+    let mut sampler = Sampler::new(shape.total, Arc::clone(&gauge));
     let start = Instant::now();
-    let (pauses, samples) = if threads == 1 {
-        let mut heap = Heap::new(Arc::clone(&gauge));
-        let mut sampler = Sampler::new(shape.total, Arc::clone(&gauge));
-        run_workload(point.workload, &mut heap, &trigger, &shape, SEED, &mut sampler);
-        (std::mem::take(&mut heap.pauses), sampler.samples)
-    } else {
-        run_threads(point.workload, &trigger, &shape, threads, &gauge)
+    let (pauses, collections, samples) = match runtime {
+        Collector::Toy if threads > 1 => {
+            let trigger = trigger.expect("the parser rejects `own` for the toy");
+            let (pauses, samples) = run_threads(point.workload, &trigger, &shape, threads, &gauge);
+            (pauses.clone(), pauses.len(), samples)
+        }
+        Collector::Toy => {
+            let trigger = trigger.expect("the parser rejects `own` for the toy");
+            let mut heap = Heap::new(Arc::clone(&gauge));
+            run_workload(
+                point.workload,
+                &mut Toy { mutator: &mut heap, trigger: &trigger },
+                &shape,
+                SEED,
+                &mut sampler,
+            );
+            let pauses = std::mem::take(&mut heap.pauses);
+            (pauses.clone(), pauses.len(), sampler.samples)
+        }
+        Collector::Dumpster => {
+            let mut rt = Dumpster::new(trigger, Arc::clone(&gauge));
+            run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
+            let pauses = Dumpster::pauses();
+            (pauses.clone(), pauses.len(), sampler.samples)
+        }
+        Collector::GcArena => {
+            let pacing = match (policy, trigger) {
+                ("debt", _) => arena_runtime::Pacing::Debt(gcmalloc::DebtMeter::new()),
+                (_, Some(trigger)) => arena_runtime::Pacing::Trigger(trigger),
+                (_, None) => arena_runtime::Pacing::Own,
+            };
+            let mut rt = GcArena::new(pacing, Arc::clone(&gauge));
+            run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
+            (std::mem::take(&mut rt.pauses), rt.collections, sampler.samples)
+        }
     };
     let time_s = start.elapsed().as_secs_f64();
     let (stable, trash_slope) = metrics::stability(&samples, pauses.len());
     let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&pauses);
+    let stops = threads::stops();
+    let stop_latency_max_ms = stops.iter().map(|(d, _)| d.as_secs_f64() * 1e3).fold(0.0, f64::max);
     RunResult {
+        runtime: runtime.name().into(),
         workload: point.workload.name().into(),
         cycle: shape.cycle,
         extra: shape.extra,
@@ -118,25 +162,21 @@ fn run_one(point: &Point, policy: &str, threads: usize) -> RunResult {
         pause_p50_ms,
         pause_p99_ms,
         pause_max_ms,
-        collections: pauses.len(),
+        collections,
+        stops: stops.len(),
+        stop_latency_max_ms,
+        parked_max: stops.iter().map(|&(_, n)| n).max().unwrap_or(0),
         stable,
         trash_slope,
         samples,
     }
 }
 
-fn run_workload(
-    workload: Workload,
-    m: &mut impl Mutator,
-    trigger: &GcTrigger,
-    shape: &Shape,
-    seed: u64,
-    sampler: &mut Sampler,
-) {
+fn run_workload<R: Runtime>(workload: Workload, rt: &mut R, shape: &Shape, seed: u64, sampler: &mut Sampler) {
     let mut rng = Rng::new(seed);
     match workload {
-        Workload::Chain => workloads::run_chain(m, trigger, shape, &mut rng, sampler),
-        Workload::Tree => workloads::run_tree(m, trigger, shape, &mut rng, sampler),
+        Workload::Chain => workloads::run_chain(rt, shape, &mut rng, sampler),
+        Workload::Tree => workloads::run_tree(rt, shape, &mut rng, sampler),
     }
 }
 
@@ -160,7 +200,13 @@ fn run_threads(
                 let mut sampler = if i == 0 { Sampler::new(share.total, Arc::clone(gauge)) } else { Sampler::idle() };
                 s.spawn(move || {
                     let mut mutator = SharedMutator::new(&heaps[i], heaps, collector);
-                    run_workload(workload, &mut mutator, trigger, &share, SEED + i as u64, &mut sampler);
+                    run_workload(
+                        workload,
+                        &mut Toy { mutator: &mut mutator, trigger },
+                        &share,
+                        SEED + i as u64,
+                        &mut sampler,
+                    );
                     sampler.samples
                 })
             })
@@ -186,7 +232,7 @@ fn run_threads(
 fn run_child(point: &Point, policy: &str, args: &Args) -> Result<RunResult, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let output = Command::new(exe)
-        .args(cli::child_args(point, policy, args.threads))
+        .args(cli::child_args(args.runtime, point, policy, args.threads))
         .output()
         .map_err(|e| format!("cannot start child run: {e}"))?;
     if !output.status.success() {
@@ -211,14 +257,25 @@ fn orchestrate(args: &Args) -> Result<(), String> {
         let mut point_runs = Vec::with_capacity(args.policies.len());
         for policy in &args.policies {
             bar.set_message(format!("{point} {policy}"));
-            point_runs.push(run_child(point, policy, args)?);
+            let run = run_child(point, policy, args)?;
+            if !std::io::stderr().is_terminal() {
+                // No progress bar without a terminal: a line per run instead.
+                eprintln!(
+                    "cyclotron: {}/{runs} {} {point} {policy}: {:.1} s, peak RSS {} MiB",
+                    bar.position() + 1,
+                    args.runtime.name(),
+                    run.time_s,
+                    run.peak_rss_bytes >> 20
+                );
+            }
+            point_runs.push(run);
             bar.inc(1);
         }
         results.push(PointResults { runs: point_runs });
     }
     bar.finish_and_clear();
     print!("{}", report::table(&results, &args.policies, &args.base));
-    print!("\n{}", report::goal_summary(&results));
+    print!("{}", report::verdict(&results));
     if let Some(path) = &args.json {
         report::write_json(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }

@@ -67,6 +67,7 @@ impl Sampler {
 /// One policy's run on one grid point: every figure of the report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunResult {
+    pub runtime: String,
     pub workload: String,
     pub cycle: usize,
     pub extra: usize,
@@ -82,6 +83,14 @@ pub struct RunResult {
     pub pause_p99_ms: f64,
     pub pause_max_ms: f64,
     pub collections: usize,
+    /// `--threads`: stops of the world, the longest wait for every thread
+    /// to park (ms), and the most threads parked by one stop.
+    #[serde(default)]
+    pub stops: usize,
+    #[serde(default)]
+    pub stop_latency_max_ms: f64,
+    #[serde(default)]
+    pub parked_max: usize,
     pub stable: bool,
     /// Theil-Sen slope of the trash peaks, in objects per stability window.
     pub trash_slope: f64,

@@ -3,7 +3,7 @@
 //! (`gcmalloc::stop_the_world`) and collects every heap.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gcmalloc::{GcTrigger, ThreadHandle};
 
@@ -47,7 +47,11 @@ impl<'a> SharedMutator<'a> {
         if !trigger.should_collect() {
             return;
         }
+        let asked = Instant::now();
         let world = gcmalloc::stop_the_world();
+        // Every other registered thread is parked (or detached) now.
+        let parked = gcmalloc::qsbr::stats().registered_threads.saturating_sub(1);
+        STOPS.lock().expect("no poisoned lock").push((asked.elapsed(), parked));
         for heap in self.all {
             lock(heap).collect();
         }
@@ -55,6 +59,15 @@ impl<'a> SharedMutator<'a> {
         drop(world);
         lock(self.own).pauses.push(start.elapsed());
     }
+}
+
+/// Each stop of the world: how long it waited for every thread to park, and
+/// how many threads it stopped.
+static STOPS: Mutex<Vec<(Duration, usize)>> = Mutex::new(Vec::new());
+
+/// The stops of this run so far.
+pub fn stops() -> Vec<(Duration, usize)> {
+    STOPS.lock().expect("no poisoned lock").clone()
 }
 
 fn lock(heap: &Mutex<Heap>) -> MutexGuard<'_, Heap> {

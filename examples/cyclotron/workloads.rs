@@ -1,9 +1,7 @@
 //! The two workloads: `chain` (nascheme's cyclotron / Tim Peters' queue
-//! cycles) and `tree` (a B-tree whose entries are deleted and re-inserted).
+//! cycles) and `tree` (a B-tree whose entries are deleted and re-inserted),
+//! written once against [`Runtime`], which each runtime implements.
 
-use gcmalloc::GcTrigger;
-
-use crate::heap::{obj, Gc, Heap, Mutator};
 use crate::metrics::Sampler;
 
 /// What one run allocates.
@@ -42,65 +40,77 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 }
 
+/// What the workloads do to a runtime's object graph. `Ref` is a reference
+/// the workload holds: in runtimes with rooted handles (dumpster, gc-arena)
+/// holding it keeps the object alive; the toy's are raw pointers, kept alive
+/// by `hold` (its roots) or by reachability.
+pub trait Runtime {
+    type Ref: Clone;
+    /// A new object owning `payload` bytes (written, so resident).
+    fn alloc(&mut self, payload: usize) -> Self::Ref;
+    /// Appends an edge `from -> to` (with its key, in a tree node).
+    fn push(&mut self, from: &Self::Ref, key: Option<u64>, to: &Self::Ref);
+    /// The smallest key of a full tree node.
+    fn first_key(&mut self, node: &Self::Ref) -> u64;
+    /// The child of inner node `node` whose subtree holds (or held) `key`.
+    fn child_for(&mut self, node: &Self::Ref, key: u64) -> Self::Ref;
+    /// Takes `key` and its value out of `leaf`.
+    fn remove(&mut self, leaf: &Self::Ref, key: u64) -> Self::Ref;
+    /// Puts `key` and `value` back into `leaf`.
+    fn insert(&mut self, leaf: &Self::Ref, key: u64, value: &Self::Ref);
+    /// Adds `r` to the workload's roots; `release` empties them.
+    fn hold(&mut self, r: &Self::Ref);
+    fn release(&mut self);
+    /// The workload dropped its last reference to a chain of `len` objects.
+    fn drop_chain(&mut self, head: Self::Ref, len: usize, cyclic: bool);
+    /// Where a collection may happen; every object still used is held.
+    fn safepoint(&mut self);
+}
+
 /// One chain of `shape.cycle` objects, the first owning the payload; closed
 /// into a cycle with probability `cyclic_fraction`.
-struct Chain {
-    head: Gc,
+struct Chain<R> {
+    head: R,
     cyclic: bool,
 }
 
-fn new_chain(heap: &mut Heap, trigger: &GcTrigger, shape: &Shape, rng: &mut Rng) -> Chain {
-    let head = heap.alloc(trigger, shape.extra);
-    let mut tail = head;
+fn new_chain<R: Runtime>(rt: &mut R, shape: &Shape, rng: &mut Rng) -> Chain<R::Ref> {
+    let head = rt.alloc(shape.extra);
+    let mut tail = head.clone();
     for _ in 1..shape.cycle {
-        let next = heap.alloc(trigger, 0);
-        // SAFETY: `tail` was allocated just now and is unaliased.
-        unsafe { obj(tail) }.edges.push(next);
+        let next = rt.alloc(0);
+        rt.push(&tail, None, &next);
         tail = next;
     }
     let cyclic = rng.chance(shape.cyclic_fraction);
     if cyclic {
-        // SAFETY: as above.
-        unsafe { obj(tail) }.edges.push(head);
+        rt.push(&tail, None, &head);
     }
     Chain { head, cyclic }
 }
 
-/// Drops the workload's last reference to `chain`.
-fn drop_chain(heap: &mut Heap, shape: &Shape, chain: Chain) {
-    if chain.cyclic {
-        heap.unrooted(shape.cycle);
-    } else {
-        // SAFETY: an open chain is acyclic, and this was its only reference.
-        unsafe { heap.free_acyclic(chain.head) };
-    }
-}
-
 /// `chain`: make chains, hold them (as roots) until `live` objects are held,
 /// then drop them all.
-pub fn run_chain(m: &mut impl Mutator, trigger: &GcTrigger, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
-    let mut cyclic: Vec<bool> = Vec::new();
+pub fn run_chain<R: Runtime>(rt: &mut R, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
+    let mut held: Vec<Chain<R::Ref>> = Vec::new();
     let mut made = 0;
     while made < shape.total {
-        let heap = m.heap();
-        let chain = new_chain(heap, trigger, shape, rng);
-        heap.roots.push(chain.head);
-        cyclic.push(chain.cyclic);
+        let chain = new_chain(rt, shape, rng);
+        rt.hold(&chain.head);
+        held.push(chain);
         made += shape.cycle;
-        if heap.roots.len() * shape.cycle >= shape.live {
-            let holder = std::mem::take(&mut heap.roots);
-            for (&head, cyclic) in holder.iter().zip(cyclic.drain(..)) {
-                drop_chain(heap, shape, Chain { head, cyclic });
+        if held.len() * shape.cycle >= shape.live {
+            rt.release();
+            for chain in held.drain(..) {
+                rt.drop_chain(chain.head, shape.cycle, chain.cyclic);
             }
-            heap.roots = holder;
-            heap.roots.clear();
         }
-        m.safepoint(trigger);
+        rt.safepoint();
         sampler.tick(made);
     }
 }
@@ -109,32 +119,28 @@ pub fn run_chain(m: &mut impl Mutator, trigger: &GcTrigger, shape: &Shape, rng: 
 /// chains; each round deletes 20% of the keys, then re-inserts them with new
 /// values. Deletion does not rebalance, and a deleted key returns to the leaf
 /// it left (separators never change), so no leaf overflows.
-pub fn run_tree(m: &mut impl Mutator, trigger: &GcTrigger, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
-    let heap = m.heap();
+pub fn run_tree<R: Runtime>(rt: &mut R, shape: &Shape, rng: &mut Rng, sampler: &mut Sampler) {
     let keys = (shape.live / shape.cycle).max(1) as u64;
     let mut made = 0;
     let mut cyclic = Vec::with_capacity(keys as usize);
     let mut level = Vec::new();
     for first in (0..keys).step_by(BRANCHING) {
-        let leaf = heap.alloc(trigger, 0);
+        let leaf = rt.alloc(0);
         for key in first..(first + BRANCHING as u64).min(keys) {
-            let value = new_chain(heap, trigger, shape, rng);
+            let value = new_chain(rt, shape, rng);
             made += shape.cycle;
             cyclic.push(value.cyclic);
-            // SAFETY: `leaf` is new and unaliased.
-            let node = unsafe { obj(leaf) };
-            node.keys.push(key);
-            node.edges.push(value.head);
+            rt.push(&leaf, Some(key), &value.head);
         }
         level.push(leaf);
     }
     let mut height = 0;
     while level.len() > 1 {
-        level = level.chunks(BRANCHING).map(|children| new_inner(heap, trigger, children)).collect();
+        level = level.chunks(BRANCHING).map(|children| new_inner(rt, children)).collect();
         height += 1;
     }
-    let tree = Tree { root: level[0], height };
-    heap.roots.push(tree.root);
+    let root = level.pop().expect("at least one leaf");
+    rt.hold(&root);
 
     let churn = (keys as usize * CHURN_PERCENT / 100).max(1);
     let mut victims = Vec::with_capacity(churn);
@@ -144,70 +150,47 @@ pub fn run_tree(m: &mut impl Mutator, trigger: &GcTrigger, shape: &Shape, rng: &
         victims.sort_unstable();
         victims.dedup();
         for &key in &victims {
-            let head = tree.remove(key);
-            drop_chain(m.heap(), shape, Chain { head, cyclic: cyclic[key as usize] });
-            m.safepoint(trigger);
+            let leaf = leaf_for(rt, &root, height, key);
+            let head = rt.remove(&leaf, key);
+            drop(leaf);
+            rt.drop_chain(head, shape.cycle, cyclic[key as usize]);
+            rt.safepoint();
             sampler.tick(made);
         }
         for &key in &victims {
-            let value = new_chain(m.heap(), trigger, shape, rng);
+            let value = new_chain(rt, shape, rng);
             made += shape.cycle;
             cyclic[key as usize] = value.cyclic;
-            tree.insert(key, value.head);
-            m.safepoint(trigger);
+            let leaf = leaf_for(rt, &root, height, key);
+            rt.insert(&leaf, key, &value.head);
+            drop((leaf, value));
+            rt.safepoint();
             sampler.tick(made);
         }
     }
 }
 
-/// An inner node over `children` (live tree nodes, in key order), keyed by
+/// An inner node over `children` (full tree nodes, in key order), keyed by
 /// each child's smallest key.
-fn new_inner(heap: &mut Heap, trigger: &GcTrigger, children: &[Gc]) -> Gc {
-    let parent = heap.alloc(trigger, 0);
-    for &child in children {
-        // SAFETY: the children are live, full (just built) tree nodes.
-        let first = unsafe { obj(child) }.keys[0];
-        // SAFETY: `parent` is new and unaliased; the borrow above ended.
-        let node = unsafe { obj(parent) };
-        node.keys.push(first);
-        node.edges.push(child);
+fn new_inner<R: Runtime>(rt: &mut R, children: &[R::Ref]) -> R::Ref {
+    let parent = rt.alloc(0);
+    for child in children {
+        let first = rt.first_key(child);
+        rt.push(&parent, Some(first), child);
     }
     parent
 }
 
-/// The B-tree: leaves at depth `height` hold keys and their values.
-struct Tree {
-    root: Gc,
-    height: usize,
+/// The leaf at depth `height` under `root` that holds, or held, `key`.
+fn leaf_for<R: Runtime>(rt: &mut R, root: &R::Ref, height: usize, key: u64) -> R::Ref {
+    let mut node = root.clone();
+    for _ in 0..height {
+        node = rt.child_for(&node, key);
+    }
+    node
 }
 
-impl Tree {
-    /// The leaf that holds, or held, `key`.
-    fn leaf_for(&self, key: u64) -> Gc {
-        let mut node = self.root;
-        for _ in 0..self.height {
-            // SAFETY: tree nodes are reachable from the root, hence live.
-            let inner = unsafe { obj(node) };
-            let i = inner.keys.partition_point(|&k| k <= key).saturating_sub(1);
-            node = inner.edges[i];
-        }
-        node
-    }
-
-    fn remove(&self, key: u64) -> Gc {
-        // SAFETY: the leaf is a live tree node, and this borrow the only one.
-        let leaf = unsafe { obj(self.leaf_for(key)) };
-        let i = leaf.keys.binary_search(&key).expect("deleted keys are present");
-        leaf.keys.remove(i);
-        leaf.edges.remove(i)
-    }
-
-    fn insert(&self, key: u64, value: Gc) {
-        // SAFETY: as in `remove`.
-        let leaf = unsafe { obj(self.leaf_for(key)) };
-        let i = leaf.keys.binary_search(&key).expect_err("re-inserted keys are absent");
-        debug_assert!(leaf.keys.len() < BRANCHING);
-        leaf.keys.insert(i, key);
-        leaf.edges.insert(i, value);
-    }
+/// The index in a node's sorted `keys` of the child or entry for `key`.
+pub fn child_index(keys: &[u64], key: u64) -> usize {
+    keys.partition_point(|&k| k <= key).saturating_sub(1)
 }
