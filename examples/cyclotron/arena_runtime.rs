@@ -67,7 +67,10 @@ pub struct GcArena {
 
 impl GcArena {
     pub fn new(pacing: Pacing, gauge: Arc<TrashGauge>) -> Self {
-        let arena = Arena::<Rootable![DynamicRootSet<'_>]>::new(DynamicRootSet::new);
+        // A closure, not the path: the root set's lifetime is the arena's
+        // (higher-ranked), which a function path does not unify with.
+        #[allow(clippy::redundant_closure)]
+        let arena = Arena::<Rootable![DynamicRootSet<'_>]>::new(|mc| DynamicRootSet::new(mc));
         GcArena { arena, pacing, gauge, allocated: 0, pauses: Vec::new(), collections: 0 }
     }
 
