@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the suite (every allocator binary and the driver) and runs the
+# driver with the given arguments. `--tiny` builds without the JavaScript
+# workload (boa_engine takes minutes to compile).
+set -euo pipefail
+export SUITE_COMMAND="bench-suite/run.sh $*"
+cd "$(dirname "$0")"
+features=()
+if [[ " $* " == *" --tiny "* ]]; then
+  features=(--no-default-features)
+  set -- "$@" --workloads larson,xmalloc,cache-scratch,mstress,alloc-test,rptest,sh6bench,syn,json
+fi
+# mimalloc v3 is built alone: libmimalloc-sys's `v2` feature (stock v2 binary)
+# would otherwise be unified into it.
+cargo build --release --workspace --exclude suite-mimalloc-v3 "${features[@]}"
+cargo build --release -p suite-mimalloc-v3 "${features[@]}"
+# The report lands at the repository root, beside README.md.
+exec target/release/driver --out ../BENCHMARKS.md --svg ../benchmarks.svg "$@"

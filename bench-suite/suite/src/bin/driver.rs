@@ -1,0 +1,449 @@
+//! The suite's driver: runs every workload with every allocator binary
+//! alternately (A B C ... A B C ...), several rounds, and writes
+//! `BENCHMARKS.md` and an SVG chart. See `bench-suite/README.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gcm_suite::Outcome;
+use plotters::prelude::*;
+
+const USAGE: &str = "\
+usage: driver [--quick | --full | --tiny] [options]
+
+  --quick             1 and 2 threads (and N), scale 1, 3 rounds: <= 10 min on 2 cores (default)
+  --full              1, 2, N and 2N threads, scale 4, 5 rounds (bigger machines)
+  --tiny              one round of everything at scale 0.05, no callgrind (CI: does it run)
+  --rounds N          rounds of alternating runs
+  --scale F           workload size (1.0: the quick suite's)
+  --threads LIST      thread counts, e.g. 1,2,8
+  --workloads LIST    a subset of the workloads
+  --allocators LIST   a subset of the allocators
+  --no-callgrind      skip the instruction counts (valgrind)
+  --out FILE          the report (default BENCHMARKS.md)
+  --svg FILE          the chart (default benchmarks.svg)";
+
+/// An allocator under test: a binary of `alloc/*`, its flags and
+/// environment.
+struct Allocator {
+    name: &'static str,
+    binary: &'static str,
+    flags: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+const ALLOCATORS: &[Allocator] = &[
+    Allocator { name: "gcmalloc", binary: "suite-gcmalloc", flags: &[], env: &[] },
+    Allocator { name: "gcmalloc-nodelay", binary: "suite-gcmalloc", flags: &["--no-delay"], env: &[] },
+    Allocator { name: "gcmalloc-qsbr", binary: "suite-gcmalloc", flags: &["--qsbr"], env: &[] },
+    Allocator { name: "mimalloc-v2", binary: "suite-mimalloc-v2", flags: &[], env: &[] },
+    Allocator { name: "mimalloc-v3", binary: "suite-mimalloc-v3", flags: &[], env: &[] },
+    Allocator { name: "jemalloc", binary: "suite-jemalloc", flags: &[], env: &[] },
+    Allocator { name: "snmalloc", binary: "suite-snmalloc", flags: &[], env: &[] },
+    Allocator { name: "glibc", binary: "suite-glibc", flags: &[], env: &[] },
+    // Not in the default set (`--allocators`): gcmalloc with its arena
+    // committed on demand, the option behind most of the fixed RSS gap to
+    // jemalloc on small heaps.
+    Allocator {
+        name: "gcmalloc-lazycommit",
+        binary: "suite-gcmalloc",
+        flags: &[],
+        env: &[("MIMALLOC_ARENA_EAGER_COMMIT", "0")],
+    },
+];
+
+/// The allocators run unless `--allocators` says otherwise.
+const DEFAULT_ALLOCATORS: usize = 8;
+
+/// The peers gcmalloc (delay on, no registered threads) is compared with.
+const PEERS: &[&str] = &["mimalloc-v2", "mimalloc-v3", "jemalloc", "snmalloc", "glibc"];
+
+const WORKLOADS: &[&str] =
+    &["larson", "xmalloc", "cache-scratch", "mstress", "alloc-test", "rptest", "sh6bench", "syn", "json", "js"];
+
+struct Config {
+    rounds: usize,
+    scale: f64,
+    threads: Vec<usize>,
+    workloads: Vec<String>,
+    allocators: Vec<&'static Allocator>,
+    callgrind: bool,
+    out: PathBuf,
+    svg: PathBuf,
+    command: String,
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+fn parse() -> Result<Config, String> {
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut c = Config {
+        rounds: 3,
+        scale: 1.0,
+        threads: vec![1, 2, n],
+        workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
+        allocators: ALLOCATORS[..DEFAULT_ALLOCATORS].iter().collect(),
+        callgrind: true,
+        out: "BENCHMARKS.md".into(),
+        svg: "benchmarks.svg".into(),
+        // `run.sh` says how it was called; otherwise the driver's own line.
+        command: std::env::var("SUITE_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--quick" => {}
+            "--full" => (c.rounds, c.scale, c.threads) = (5, 4.0, vec![1, 2, n, 2 * n]),
+            "--tiny" => (c.rounds, c.scale, c.threads, c.callgrind) = (1, 0.05, vec![1, 2], false),
+            "--rounds" => c.rounds = value()?.parse().map_err(|_| "--rounds needs a number")?,
+            "--scale" => c.scale = value()?.parse().map_err(|_| "--scale needs a number")?,
+            "--threads" => {
+                c.threads =
+                    list(&value()?).iter().map(|t| t.parse()).collect::<Result<_, _>>().map_err(|_| "bad --threads")?
+            }
+            "--workloads" => c.workloads = list(&value()?),
+            "--allocators" => {
+                let names = list(&value()?);
+                if let Some(bad) = names.iter().find(|n| !ALLOCATORS.iter().any(|a| a.name == n.as_str())) {
+                    return Err(format!("unknown allocator {bad}"));
+                }
+                c.allocators = ALLOCATORS.iter().filter(|a| names.iter().any(|n| n == a.name)).collect();
+            }
+            "--no-callgrind" => c.callgrind = false,
+            "--out" => c.out = value()?.into(),
+            "--svg" => c.svg = value()?.into(),
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown option {other}\n\n{USAGE}")),
+        }
+    }
+    c.threads.sort_unstable();
+    c.threads.dedup();
+    c.rounds = c.rounds.max(1);
+    if let Some(bad) = c.workloads.iter().find(|w| !WORKLOADS.contains(&w.as_str())) {
+        return Err(format!("unknown workload {bad} (expected some of {})", WORKLOADS.join(", ")));
+    }
+    Ok(c)
+}
+
+/// Where the allocator binaries are: beside this one.
+fn bin_dir() -> PathBuf {
+    std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default()
+}
+
+/// Runs one child; `None` if the binary is missing or the run failed (said
+/// on stderr).
+fn run(a: &Allocator, workload: &str, threads: usize, scale: f64) -> Option<Outcome> {
+    let out = Command::new(bin_dir().join(a.binary))
+        .args([workload, &threads.to_string(), &scale.to_string()])
+        .args(a.flags)
+        .envs(a.env.iter().copied())
+        .output()
+        .map_err(|e| eprintln!("driver: cannot run {}: {e}", a.binary))
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("driver: {} {workload} t={threads} failed: {}", a.name, String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| eprintln!("driver: bad output of {}: {e}", a.name)).ok()
+}
+
+/// Instructions of a single-thread run under callgrind, `None` if valgrind
+/// is missing or fails.
+fn instructions(a: &Allocator, workload: &str, scale: f64) -> Option<u64> {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(bin_dir().join(a.binary))
+        .args([workload, "1", &scale.to_string()])
+        .args(a.flags)
+        .envs(a.env.iter().copied())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        // snmalloc aborts under valgrind ("Failed to initialise snmalloc").
+        eprintln!("callgrind: {} {workload} failed under valgrind: no count", a.name);
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().find(|l| l.contains("Collected :"))?;
+    line.rsplit(':').next()?.trim().parse().ok()
+}
+
+/// Every round of one workload at one thread count: allocator -> outcomes.
+type Rounds = BTreeMap<&'static str, Vec<Outcome>>;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// gcmalloc's figure over `peer`'s, round by round: (median, min, max).
+fn ratios(rounds: &Rounds, peer: &str, f: impl Fn(&Outcome) -> f64) -> Option<(f64, f64, f64)> {
+    let (ours, theirs) = (rounds.get("gcmalloc")?, rounds.get(peer)?);
+    let mut r: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| f(a) / f(b)).collect();
+    let (min, max) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    Some((median(&mut r), min, max))
+}
+
+fn main() {
+    let c = match parse() {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let available: Vec<&Allocator> = c
+        .allocators
+        .iter()
+        .copied()
+        .filter(|a| {
+            let there = bin_dir().join(a.binary).exists();
+            if !there {
+                eprintln!("driver: {} not built ({} missing beside the driver): skipped", a.name, a.binary);
+            }
+            there
+        })
+        .collect();
+    let total = c.workloads.len() * c.threads.len() * c.rounds * available.len();
+    let mut done = 0;
+    let mut results: Vec<(String, usize, Rounds)> = Vec::new();
+    for workload in &c.workloads {
+        for &threads in &c.threads {
+            let mut rounds = Rounds::new();
+            // A warm-up run, discarded: the first run after another workload
+            // pays for the kernel's memory reclaim (measured up to 6x on
+            // json), which would fall on whichever allocator comes first.
+            if let Some(a) = available.first() {
+                let _ = run(a, workload, threads, c.scale);
+            }
+            for round in 0..c.rounds {
+                // Alternate, starting from a different allocator each round.
+                for k in 0..available.len() {
+                    let a = available[(k + round) % available.len()];
+                    done += 1;
+                    if let Some(o) = run(a, workload, threads, c.scale) {
+                        eprintln!(
+                            "[{done}/{total}] {workload} t={threads} round {}/{} {}: {:.3} s, {} MiB",
+                            round + 1,
+                            c.rounds,
+                            a.name,
+                            o.time_s,
+                            o.peak_rss_bytes >> 20
+                        );
+                        rounds.entry(a.name).or_default().push(o);
+                    }
+                }
+            }
+            let checks: Vec<(&str, u64)> = rounds.iter().flat_map(|(n, v)| v.first().map(|o| (*n, o.check))).collect();
+            if checks.windows(2).any(|w| w[0].1 != w[1].1) {
+                eprintln!("driver: {workload} t={threads}: the allocators computed different results: {checks:?}");
+            }
+            results.push((workload.clone(), threads, rounds));
+        }
+    }
+    let mut icounts: Vec<(String, BTreeMap<&'static str, u64>)> = Vec::new();
+    if c.callgrind {
+        let synthetic = c.workloads.iter().filter(|w| !matches!(w.as_str(), "syn" | "json" | "js"));
+        for workload in synthetic {
+            let mut counts = BTreeMap::new();
+            for a in &available {
+                eprintln!("callgrind: {workload} {}", a.name);
+                if let Some(n) = instructions(a, workload, c.scale * 0.05) {
+                    counts.insert(a.name, n);
+                }
+            }
+            icounts.push((workload.clone(), counts));
+        }
+    }
+    let report = report(&c, &available, &results, &icounts);
+    std::fs::write(&c.out, &report).unwrap_or_else(|e| eprintln!("driver: cannot write {}: {e}", c.out.display()));
+    if let Err(e) = chart(&c.svg, &results) {
+        eprintln!("driver: cannot draw {}: {e}", c.svg.display());
+    }
+    print!("{report}");
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb: usize =
+        meminfo.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    format!("{}, {cores} cores, {:.0} GiB", model.trim(), mem_kb as f64 / (1 << 20) as f64)
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map_or_else(|_| "?".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+const NOISE: &str = "\
+Wall time on a shared 2-core machine moves by up to +-30% from round to round \
+(a ratio whose min–max straddles 1.0 is no difference); the callgrind \
+instruction counts below are the precise single-thread comparison. Peak RSS \
+repeats within a few percent.\n\n";
+
+fn fmt_ratio(r: Option<(f64, f64, f64)>) -> String {
+    r.map_or("-".into(), |(m, lo, hi)| format!("{m:.2} ({lo:.2}–{hi:.2})"))
+}
+
+fn report(
+    c: &Config,
+    available: &[&Allocator],
+    results: &[(String, usize, Rounds)],
+    icounts: &[(String, BTreeMap<&str, u64>)],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# gcmalloc against peer allocators\n");
+    let _ = writeln!(out, "- machine: {}", machine());
+    let _ = writeln!(out, "- date: {}", date());
+    let _ = writeln!(out, "- command: `{}` (see `bench-suite/README.md`)", c.command);
+    let _ = writeln!(
+        out,
+        "- {} round(s) of alternating runs at scale {}, each allocator the global allocator of its own binary; \
+         figures are medians over rounds, ratios are gcmalloc / peer per round: median (min–max)\n",
+        c.rounds, c.scale
+    );
+    out.push_str(NOISE);
+    let names: Vec<&str> = available.iter().map(|a| a.name).collect();
+    for (title, unit, f) in [
+        ("Wall time", "s", (|o: &Outcome| o.time_s) as fn(&Outcome) -> f64),
+        ("Peak RSS", "MiB", |o: &Outcome| o.peak_rss_bytes as f64 / (1 << 20) as f64),
+    ] {
+        let _ = writeln!(out, "## {title} ({unit}, median)\n");
+        let _ = writeln!(out, "| workload | threads | {} |", names.join(" | "));
+        let _ = writeln!(out, "| --- | --- |{}", " --- |".repeat(names.len()));
+        for (w, t, rounds) in results {
+            let cells: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    rounds
+                        .get(n)
+                        .map_or("-".into(), |v| format!("{:.3}", median(&mut v.iter().map(f).collect::<Vec<_>>())))
+                })
+                .collect();
+            let _ = writeln!(out, "| {w} | {t} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(out, "\n### {title}: gcmalloc / peer\n");
+        let peers: Vec<&str> = PEERS.iter().copied().filter(|p| names.contains(p)).collect();
+        let _ = writeln!(out, "| workload | threads | {} |", peers.join(" | "));
+        let _ = writeln!(out, "| --- | --- |{}", " --- |".repeat(peers.len()));
+        for (w, t, rounds) in results {
+            let cells: Vec<String> = peers.iter().map(|p| fmt_ratio(ratios(rounds, p, f))).collect();
+            let _ = writeln!(out, "| {w} | {t} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(out);
+    }
+    if !icounts.is_empty() {
+        let _ = writeln!(out, "## Instructions, one thread (callgrind, scale {}), gcmalloc / peer\n", c.scale * 0.05);
+        let peers: Vec<&str> = PEERS.iter().copied().filter(|p| names.contains(p)).collect();
+        let _ = writeln!(out, "| workload | gcmalloc | {} |", peers.join(" | "));
+        let _ = writeln!(out, "| --- | --- |{}", " --- |".repeat(peers.len()));
+        for (w, counts) in icounts {
+            let ours = counts.get("gcmalloc").copied();
+            let cells: Vec<String> = peers
+                .iter()
+                .map(|p| match (ours, counts.get(p)) {
+                    (Some(a), Some(&b)) => format!("{:.3}", a as f64 / b as f64),
+                    _ => "-".into(),
+                })
+                .collect();
+            let _ = writeln!(out, "| {w} | {} | {} |", ours.map_or("-".into(), |n| n.to_string()), cells.join(" | "));
+        }
+        let _ = writeln!(out);
+    }
+    out.push_str(&goals(results));
+    out
+}
+
+/// The issue's goals, PASS or FAIL each, with the worst ratio.
+fn goals(results: &[(String, usize, Rounds)]) -> String {
+    let mut out = String::from("## Goals\n\n");
+    let worst = |peer: &str, f: fn(&Outcome) -> f64, multi_only: bool| -> Option<(f64, String)> {
+        results
+            .iter()
+            .filter(|(_, t, _)| !multi_only || *t > 1)
+            .filter_map(|(w, t, r)| Some((ratios(r, peer, f)?.0, format!("{w} t={t}"))))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    let time = (|o: &Outcome| o.time_s) as fn(&Outcome) -> f64;
+    let rss = (|o: &Outcome| o.peak_rss_bytes as f64) as fn(&Outcome) -> f64;
+    let mut line = |pass: Option<bool>, text: String| {
+        let verdict = match pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "n/a ",
+        };
+        let _ = writeln!(out, "- **{verdict}** {text}");
+    };
+    let judge = |w: Option<(f64, String)>, goal: f64| {
+        (w.as_ref().map(|(r, _)| *r <= goal), w.map_or("no data".into(), |(r, at)| format!("worst {r:.2}x ({at})")))
+    };
+    let (p, t) = judge(worst("mimalloc-v2", time, false), 1.00);
+    line(p, format!("time <= 1.00x stock mimalloc v2.3.2 on every workload: {t}"));
+    let (p, t) = judge(worst("mimalloc-v2", rss, false), 1.03);
+    line(p, format!("peak RSS <= 1.03x stock mimalloc v2.3.2 on every workload: {t}"));
+    for peer in ["jemalloc", "mimalloc-v3", "glibc"] {
+        let (p, t) = judge(worst(peer, time, true), 1.00);
+        line(p, format!("faster than {peer} on every multi-threaded workload: {t}"));
+    }
+    let (p, t) = judge(worst("jemalloc", rss, false), 1.10);
+    line(p, format!("peak RSS within 1.10x jemalloc's on every workload: {t}"));
+    out
+}
+
+/// Time ratios gcmalloc / peer per workload and thread count, one line per peer.
+fn chart(path: &Path, results: &[(String, usize, Rounds)]) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (1100, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let labels: Vec<String> = results.iter().map(|(w, t, _)| format!("{w}/{t}")).collect();
+    let series: Vec<(&str, Vec<(usize, f64)>)> = PEERS
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                results
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, _, r))| Some((i, ratios(r, p, |o| o.time_s)?.0)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let y_max = series.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(1.5, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("wall time, gcmalloc / peer (below 1: gcmalloc faster)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(90)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0..labels.len().max(1), 0.0..y_max * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_labels(labels.len().max(1))
+        .x_label_formatter(&|i| labels.get(*i).cloned().unwrap_or_default())
+        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+        .draw()?;
+    chart.draw_series(LineSeries::new([(0, 1.0), (labels.len(), 1.0)], BLACK.stroke_width(1)))?;
+    for (i, (peer, points)) in series.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(points.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?
+            .label(peer)
+            .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
