@@ -8,7 +8,8 @@ use crate::workloads::Shape;
 pub const USAGE: &str = "\
 usage: cyclotron [--quick | --grid] [options]
 
-  --quick               a few representative points, < 60 s (the default)
+  --quick               a few representative points (the default): about 60 s on
+                        2 cores with the toy, 90 s with dumpster, 35 s with gc-arena
   --grid                the seed's grid: cycle {10,100,1k} x extra {0,10k,100k,300k}
                         x live {100,10k,30k}
   --runtime R           toy (default: cyclotron's own mark-sweep), dumpster or
