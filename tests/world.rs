@@ -79,10 +79,13 @@ fn reattaching_after_sleep_is_not_starved_by_a_tight_stop_loop() {
     // An attach waits out at most the stop in progress, whose restart
     // attaches it on its behalf; the next stop then waits for this thread's
     // next safepoint (its detach), so it cannot finish before attach()
-    // returns. Counted meanwhile: that stop, and perhaps one that had ended
-    // but not yet been counted. The naive design (the restart leaves the
-    // waiter DETACHED) was re-parked by 80 to 1,959 stops in one attach.
-    assert!(most_stops_in_one_attach <= 2, "an attach() waited out {most_stops_in_one_attach} stops");
+    // returns. Counted meanwhile: that stop, perhaps one that had ended but
+    // not yet been counted, and the stops that ran while this thread,
+    // detached, was descheduled between reading the count and calling
+    // attach() (one per ~57 µs: CI on 2 loaded cores saw 3). The naive
+    // design (the restart leaves the waiter DETACHED) was re-parked by 80 to
+    // 1,959 stops in one attach.
+    assert!(most_stops_in_one_attach <= 10, "an attach() waited out {most_stops_in_one_attach} stops");
 }
 
 /// 64 threads attach, detach and quiesce while two other threads stop the
