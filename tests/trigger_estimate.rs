@@ -40,7 +40,9 @@ fn debt_meter_charges_growth_beyond_the_count() {
     let live = gcmalloc::estimate() / 1024; // objects of 1 KiB on average
     let debt = meter.extra_debt(16, live);
     let expected = 16.0 * 1024.0 - 16.0;
-    assert!((debt - expected).abs() < expected * 0.05, "debt {debt} for 16 MiB, expected about {expected}");
+    // Within 10%: a huge block counts as its whole page, which the debug
+    // build's padding rounds up further (measured +6.3% with MI_DEBUG=2).
+    assert!((debt - expected).abs() < expected * 0.10, "debt {debt} for 16 MiB, expected about {expected}");
     assert_eq!(meter.extra_debt(0, live), 0.0, "no growth since the last call");
     drop(payload);
     assert_eq!(meter.extra_debt(0, live), 0.0, "memory fell: no debt");
