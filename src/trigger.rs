@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::proc_memory;
-use crate::sync::{const_thread_local, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{const_thread_local, AtomicU64, AtomicUsize, Ordering};
 use Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Allocations a thread records locally before adding them to the shared
@@ -168,6 +168,10 @@ impl TriggerBuilder {
     }
 }
 
+/// `should_collect_once`'s phases (`Counts::epoch % 3`).
+const ONCE_IDLE: u64 = 0;
+const ONCE_DUE: u64 = 1;
+
 /// The shared state of one trigger.
 #[derive(Debug, Default)]
 struct Counts {
@@ -177,8 +181,11 @@ struct Counts {
     deferred: AtomicUsize,
     /// Memory right after the last collection (bytes).
     baseline: AtomicUsize,
-    /// `should_collect_once` said yes: the next call takes the baseline.
-    collecting: AtomicBool,
+    /// `should_collect_once`'s epoch; `epoch % 3` is its phase: IDLE, DUE (a
+    /// yes was given; the next call takes the baseline) or REBASING (that
+    /// call is taking it). Every move adds one, so a check that read an
+    /// older epoch wins nothing.
+    epoch: AtomicU64,
 }
 
 /// Decides when a garbage-collected runtime should collect, without stopping
@@ -407,14 +414,26 @@ impl GcTrigger {
     /// ```
     pub fn should_collect_once(&self) -> bool {
         let counts = &*self.counts;
-        // Relaxed first: the common "nothing collecting" case is one load.
-        if counts.collecting.load(Relaxed) && counts.collecting.swap(false, AcqRel) {
-            self.collected();
-            return false;
+        // Acquire: pairs with the AcqRel moves below, so the rebase sees the
+        // counts as the yes left them.
+        let epoch = counts.epoch.load(Acquire);
+        match epoch % 3 {
+            ONCE_IDLE => {
+                // AcqRel: the yes goes to the one caller that moves the epoch
+                // it read; a check that raced a yes or a rebase finds it moved.
+                self.should_collect() && counts.epoch.compare_exchange(epoch, epoch + 1, AcqRel, Relaxed).is_ok()
+            }
+            ONCE_DUE => {
+                // One caller takes the baseline, and only then lets checks
+                // run again (Release: they see the cleared counts).
+                if counts.epoch.compare_exchange(epoch, epoch + 1, AcqRel, Relaxed).is_ok() {
+                    self.collected();
+                    counts.epoch.store(epoch + 2, Release);
+                }
+                false
+            }
+            _ => false, // rebasing
         }
-        // AcqRel: one caller wins the due collection; the winner's `collected`
-        // by a later caller happens after the swap that saw it.
-        self.should_collect() && counts.collecting.compare_exchange(false, true, AcqRel, Relaxed).is_ok()
     }
 
     /// Adds the calling thread's batched allocations to the shared count.

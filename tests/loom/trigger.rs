@@ -35,3 +35,25 @@ fn deferral_never_hides_seen_allocations() {
         assert_eq!(trigger.pending(), 2);
     });
 }
+
+/// `should_collect_once` from three threads on one due collection: exactly
+/// one yes, whatever the interleaving of the checks, the yes and the rebase
+/// (a rebase published before it had cleared the counts gave two).
+#[test]
+fn should_collect_once_has_exactly_one_winner() {
+    model(|| {
+        let trigger = loom::sync::Arc::new(GcTrigger::builder().threshold(1).source(MemorySource::None).build());
+        trigger.record_alloc(2);
+        let checkers: Vec<_> = (0..2)
+            .map(|_| {
+                let trigger = trigger.clone();
+                thread::spawn(move || usize::from(trigger.should_collect_once()))
+            })
+            .collect();
+        let mut yes = usize::from(trigger.should_collect_once());
+        for c in checkers {
+            yes += c.join().unwrap();
+        }
+        assert_eq!(yes, 1, "one due collection, one yes");
+    });
+}
