@@ -271,3 +271,50 @@ fn pending_memory_stays_bounded_with_a_slow_reader() {
     let bound = 2 * ((1 << 20) + PER_BATCH * 1024);
     assert!(max_pending <= bound, "pending peaked at {max_pending} bytes (bound {bound})");
 }
+
+/// A node whose `Drop` retires the next one: a linked list freed by QSBR.
+struct Link {
+    next: Option<Box<Link>>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(next) = self.next.take() {
+            gcmalloc::qsbr::retire(next);
+        }
+    }
+}
+
+/// A 100,000-node list retired from a `Drop` chain, by an unregistered
+/// thread (every goal is reached at once) and by a registered one: each
+/// nested retire is queued and taken by the loop already reclaiming, so the
+/// stack stays flat (recursing through the reclaim overflowed a 2 MiB stack).
+#[test]
+fn retiring_a_long_chain_from_drops_does_not_grow_the_stack() {
+    let _s = serial();
+    const NODES: usize = 100_000;
+    for registered in [false, true] {
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let d = dropped.clone();
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let me = registered.then(gcmalloc::register_thread);
+                let mut head: Option<Box<Link>> = None;
+                for _ in 0..NODES {
+                    head = Some(Box::new(Link { next: head, dropped: d.clone() }));
+                }
+                gcmalloc::qsbr::retire(head.unwrap());
+                drop(me); // unregistering hands the rest off and reaches every goal
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // Orphans left by the registered run are taken by the next retire or
+        // quiescent state; an unregistered retire drives the orphan queue.
+        gcmalloc::qsbr::retire(Box::new(0u8));
+        assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), NODES, "registered: {registered}");
+    }
+}

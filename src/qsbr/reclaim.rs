@@ -4,7 +4,7 @@
 use super::Domain;
 use crate::queue::{Fifo, Item};
 use crate::registry::{seq_ge, Slot};
-use crate::sync::{lock, Ordering, TryLockError};
+use crate::sync::{const_thread_local, lock, Ordering, TryLockError};
 
 /// A batch is sealed (one real advance) after this many items...
 pub(crate) const SEAL_ITEMS: usize = 127;
@@ -14,6 +14,31 @@ pub(crate) const SEAL_BYTES: usize = 1 << 20;
 /// seals and polls its queue even if the cached read sequence says nothing
 /// is due, so its items never wait on another thread's advance.
 const POLL_EVERY: u32 = if cfg!(loom) { 1 } else { 8 };
+
+const_thread_local! {
+    /// Set while this thread runs a reclaiming loop. A retire from a
+    /// reclaimed object's `Drop` then only queues its item, and the loop
+    /// takes it next: recursing would grow the stack with the length of a
+    /// chain of such objects (a 100,000-node list overflowed it).
+    static RECLAIMING: core::cell::Cell<bool> = core::cell::Cell::new(false);
+}
+
+/// Runs the reclaiming loop `f`, unless this thread is already in one (whose
+/// loop will take what a nested call would have).
+fn reclaiming_loop(f: impl FnOnce()) {
+    // Thread-locals torn down (a thread exiting): no loop can be running.
+    if RECLAIMING.try_with(|r| r.replace(true)).unwrap_or(false) {
+        return;
+    }
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            let _ = RECLAIMING.try_with(|r| r.set(false));
+        }
+    }
+    let _done = Done;
+    f();
+}
 
 impl Domain {
     /// Queues `item` on the current thread's FIFO, or on the orphan queue if
@@ -87,6 +112,10 @@ impl Domain {
     /// Reclaims the current thread's items whose goal is reached, oldest
     /// first, stopping at the first that is not.
     pub(crate) fn process_local(&self, slot: &Slot) {
+        reclaiming_loop(|| self.process_local_loop(slot));
+    }
+
+    fn process_local_loop(&self, slot: &Slot) {
         let mut reached = None;
         loop {
             // SAFETY: `slot` is the current thread's own slot. The borrow
@@ -118,6 +147,10 @@ impl Domain {
         if self.orphan_items.load(Ordering::Relaxed) == 0 {
             return;
         }
+        reclaiming_loop(|| self.process_orphans_loop());
+    }
+
+    fn process_orphans_loop(&self) {
         let mut reached = None;
         loop {
             let item = {
