@@ -51,41 +51,43 @@ fn reattaching_after_sleep_is_not_starved_by_a_tight_stop_loop() {
         let stops = stops.clone();
         thread::spawn(move || {
             let me = register_thread();
-            // The most stops that completed while one attach() waited.
-            let mut most_stops_in_one_attach = 0;
+            // The stops that completed around each attach().
+            let mut per_attach = Vec::with_capacity(ROUNDS);
             for _ in 0..ROUNDS {
                 me.detach();
                 thread::sleep(Duration::from_millis(20));
                 let before = stops.load(Ordering::Relaxed);
                 me.attach();
-                let waited = stops.load(Ordering::Relaxed) - before;
-                most_stops_in_one_attach = most_stops_in_one_attach.max(waited);
+                per_attach.push(stops.load(Ordering::Relaxed) - before);
             }
             done_tx.send(()).unwrap();
-            most_stops_in_one_attach
+            per_attach.sort_unstable();
+            per_attach
         })
     };
     let finished = done.recv_timeout(OUTER_BOUND).is_ok();
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     stopper.join().unwrap();
-    let most_stops_in_one_attach = sleeper.join().unwrap();
+    let per_attach = sleeper.join().unwrap();
+    let (median, most) = (per_attach[ROUNDS / 2], per_attach[ROUNDS - 1]);
     eprintln!(
-        "seed-000 regression: {ROUNDS} rounds in {elapsed:?} ({} stops meanwhile, \
-         at most {most_stops_in_one_attach} during one attach)",
+        "seed-000 regression: {ROUNDS} rounds in {elapsed:?} ({} stops meanwhile; \
+         stops around one attach: median {median}, most {most})",
         stops.load(Ordering::Relaxed)
     );
     assert!(finished, "the re-attaching thread starved for {OUTER_BOUND:?}");
     // An attach waits out at most the stop in progress, whose restart
     // attaches it on its behalf; the next stop then waits for this thread's
     // next safepoint (its detach), so it cannot finish before attach()
-    // returns. Counted meanwhile: that stop, perhaps one that had ended but
+    // returns. Counted around it: that stop, perhaps one that had ended but
     // not yet been counted, and the stops that ran while this thread,
     // detached, was descheduled between reading the count and calling
-    // attach() (one per ~57 µs: CI on 2 loaded cores saw 3). The naive
+    // attach() (one per ~57 µs: CI saw 3 in a release build, 19 in a debug
+    // one). The median is immune to those few preempted rounds; the naive
     // design (the restart leaves the waiter DETACHED) was re-parked by 80 to
-    // 1,959 stops in one attach.
-    assert!(most_stops_in_one_attach <= 10, "an attach() waited out {most_stops_in_one_attach} stops");
+    // 1,959 stops in every attach.
+    assert!(median <= 3, "the median attach() waited out {median} stops (most: {most})");
 }
 
 /// 64 threads attach, detach and quiesce while two other threads stop the
