@@ -109,7 +109,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         Collector::Toy if threads > 1 => {
             let trigger = trigger.expect("the parser rejects `own` for the toy");
             let (pauses, samples) = run_threads(point.workload, &trigger, &shape, threads, &gauge);
-            (pauses.clone(), pauses.len(), samples)
+            (pauses, None, samples)
         }
         Collector::Toy => {
             let trigger = trigger.expect("the parser rejects `own` for the toy");
@@ -122,13 +122,13 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
                 &mut sampler,
             );
             let pauses = std::mem::take(&mut heap.pauses);
-            (pauses.clone(), pauses.len(), sampler.samples)
+            (pauses, None, sampler.samples)
         }
         Collector::Dumpster => {
             let mut rt = Dumpster::new(trigger, Arc::clone(&gauge));
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
             let pauses = Dumpster::pauses();
-            (pauses.clone(), pauses.len(), sampler.samples)
+            (pauses, None, sampler.samples)
         }
         Collector::GcArena => {
             let pacing = match (policy, trigger) {
@@ -138,10 +138,13 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
             };
             let mut rt = GcArena::new(pacing, Arc::clone(&gauge));
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
-            (std::mem::take(&mut rt.pauses), rt.collections, sampler.samples)
+            (std::mem::take(&mut rt.pauses), Some(rt.collections), sampler.samples)
         }
     };
     let time_s = start.elapsed().as_secs_f64();
+    // A pause per collection, except in gc-arena, whose incremental steps
+    // are pauses and whose finished cycles are its collections.
+    let collections = collections.unwrap_or(pauses.len());
     let (stable, trash_slope) = metrics::stability(&samples, pauses.len());
     let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&pauses);
     let stops = threads::stops();
