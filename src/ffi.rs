@@ -37,8 +37,8 @@ mimalloc_fns! {
 
 /// Hooks of the delayed page reuse patch (`mi_page_goal_fun`,
 /// `mi_goal_reached_fun`); see `crate::type_stable`.
-pub type PageGoalFn = extern "C" fn(page_bytes: usize) -> u64;
-pub type GoalReachedFn = extern "C" fn(goal: u64) -> bool;
+pub type PageGoalFn = extern "C" fn(page_bytes: usize) -> u32;
+pub type GoalReachedFn = extern "C" fn(tag: u32) -> bool;
 
 mimalloc_fns! {
     fn mi_acct_estimate() -> usize;

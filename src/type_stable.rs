@@ -86,22 +86,24 @@ pub(crate) fn install_hooks() {
     });
 }
 
-/// mimalloc's hook: the goal for a page of `page_bytes` emptied now, or 0 if
-/// it may be reused at once (delay off, or no registered thread online to
-/// protect). Called inside the allocator, on any thread.
+/// mimalloc's hook: the goal for a page of `page_bytes` emptied now, as the
+/// 32-bit tag the page keeps ([`qsbr::page_tag`]), or 0 if it may be reused at
+/// once (delay off, or no registered thread online to protect). Called inside
+/// the allocator, on any thread.
 ///
 /// It does not ask [`qsbr::goal_reached`]: for a deferred goal that would
 /// advance the write sequence on every emptied page, defeating the deferral
 /// of [`qsbr::page_goal`] and invalidating every thread's cached read
 /// sequence. The FIFO asks when it next needs a page.
-extern "C" fn page_goal(page_bytes: usize) -> u64 {
+extern "C" fn page_goal(page_bytes: usize) -> u32 {
     if !page_reuse_delay() || !qsbr::any_thread_online() {
         return 0;
     }
-    qsbr::page_goal(page_bytes)
+    qsbr::page_tag(qsbr::page_goal(page_bytes))
 }
 
-/// mimalloc's hook: is `goal` reached? Called inside the allocator.
-extern "C" fn goal_reached(goal: u64) -> bool {
-    qsbr::goal_reached(goal)
+/// mimalloc's hook: is the goal of a page's tag reached? Called inside the
+/// allocator.
+extern "C" fn goal_reached(tag: u32) -> bool {
+    qsbr::goal_reached(qsbr::page_tag_goal(tag))
 }

@@ -7,7 +7,8 @@
 //!   of a collected large page);
 //! * with delayed page reuse, `mi_heap_delete` moved a pending page to the
 //!   backing heap but not its share of `pages_full_size`: `--features debug`
-//!   (MI_DEBUG=2) aborted when the page was finally freed.
+//!   (MI_DEBUG=2) aborted when the page was finally freed;
+//! * the segment header took two slices (`mi_page_t` had grown by 4 words).
 
 use core::ffi::{c_int, c_long, c_void};
 
@@ -33,6 +34,12 @@ extern "C" {
     fn mi_heap_delete(heap: *mut c_void);
     #[link_name = "gcm_mi_free"]
     fn mi_free(p: *mut c_void);
+    #[link_name = "gcm_mi_malloc"]
+    fn mi_malloc(size: usize) -> *mut c_void;
+    #[link_name = "gcm_mi_malloc_aligned"]
+    fn mi_malloc_aligned(size: usize, alignment: usize) -> *mut c_void;
+    #[link_name = "gcm_mi_usable_size"]
+    fn mi_usable_size(p: *const c_void) -> usize;
     #[link_name = "gcm_mi_collect"]
     fn mi_collect(force: bool);
     #[link_name = "gcm_mi_option_set"]
@@ -107,15 +114,52 @@ fn a_deleted_heap_hands_its_waiting_pages_over_whole() {
     assert_accounting_consistent("after the deleted heap's page was freed");
 }
 
+/// Patch 0002 once grew `mi_page_t`, which is also a slice entry of the
+/// segment header, from 12 words to 16: the header took a second 64 KiB slice
+/// in every segment, one usable slice fewer, and blocks started 64 KiB later
+/// in it. A huge block starts right after the header of its own segment, so
+/// its offset shows the header's size; huge blocks with an alignment must
+/// have stock's usable size too (not under `debug`: MI_DEBUG's padding
+/// changes usable sizes, and the stock baseline is built without it).
+fn the_segment_header_takes_one_slice_as_in_stock() {
+    const SEGMENT: usize = 32 << 20;
+    // SAFETY: plain allocations from gcmalloc's mimalloc and from the stock
+    // one, each freed once by its own allocator.
+    unsafe {
+        let ours = mi_malloc(64 << 20);
+        let stock = libmimalloc_sys::mi_malloc(64 << 20);
+        let (ours_at, stock_at) = (ours as usize % SEGMENT, stock as usize % SEGMENT);
+        mi_free(ours);
+        libmimalloc_sys::mi_free(stock);
+        assert_eq!(ours_at, 64 << 10, "a huge block starts {ours_at} B into its segment (stock: {stock_at} B)");
+        assert_eq!(ours_at, stock_at);
+        if cfg!(feature = "debug") {
+            return;
+        }
+        // Huge sizes and alignments past 16 MiB: each block gets a segment of
+        // its own, so its place in it depends on no earlier allocation.
+        for (size, align) in [(40 << 20, 64 << 10), (17 << 20, 4 << 20), (1 << 20, 32 << 20), (4097, 64 << 20)] {
+            let ours = mi_malloc_aligned(size, align);
+            let stock = libmimalloc_sys::mi_malloc_aligned(size, align);
+            assert!(!ours.is_null() && !stock.is_null());
+            let (ours_usable, stock_usable) = (mi_usable_size(ours), libmimalloc_sys::mi_usable_size(stock));
+            mi_free(ours);
+            libmimalloc_sys::mi_free(stock);
+            assert_eq!(ours_usable, stock_usable, "usable size of {size} B aligned to {align}");
+        }
+    }
+}
+
 /// Runs without libtest (`harness = false` in Cargo.toml): the walk option
 /// must be set before any thread exits, and the audits compare process-wide
 /// totals with no idle harness thread around.
 fn main() {
     // SAFETY: sets a mimalloc option before any thread of this process exits.
     unsafe { mi_option_set(MI_OPTION_VISIT_ABANDONED, 1) };
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
         ("audit_is_exact_after_a_walk_of_abandoned_blocks", audit_is_exact_after_a_walk_of_abandoned_blocks),
         ("a_deleted_heap_hands_its_waiting_pages_over_whole", a_deleted_heap_hands_its_waiting_pages_over_whole),
+        ("the_segment_header_takes_one_slice_as_in_stock", the_segment_header_takes_one_slice_as_in_stock),
     ];
     for (name, test) in tests {
         test();

@@ -36,11 +36,16 @@ impl Holder {
         Holder { release, thread }
     }
 
+    /// Lets the holder quiesce and exit.
+    fn stop(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+
     /// Lets the holder quiesce (and exit), then makes sure a goal taken
     /// before is reached.
     fn quiesce(self) {
-        self.release.send(()).unwrap();
-        self.thread.join().unwrap();
+        self.stop();
         let goal = gcmalloc::qsbr::advance();
         assert!(gcmalloc::qsbr::poll(goal), "no registered thread left, yet the goal is not reached");
     }
@@ -49,14 +54,24 @@ impl Holder {
 /// Allocates `BLOCKS` 64-byte blocks, frees them all, and returns their
 /// sorted addresses: the freed pages tile these addresses densely.
 fn fill_and_free_small() -> Vec<usize> {
+    free_small(alloc_small())
+}
+
+/// Allocates `BLOCKS` 64-byte blocks.
+fn alloc_small() -> Vec<usize> {
     let layout = Layout::from_size_align(SMALL, 8).unwrap();
-    // SAFETY: non-zero size; each block is freed once with its layout. The
-    // trait methods are called directly (not through `__rust_alloc`) so the
-    // compiler does not treat the later reads of freed blocks as UB it may
-    // exploit: to it these are opaque calls.
-    let mut blocks: Vec<usize> = (0..BLOCKS).map(|_| unsafe { GLOBAL.alloc(layout) } as usize).collect();
+    // SAFETY: non-zero size; each block is freed once with its layout (by
+    // `free_small`). The trait methods are called directly (not through
+    // `__rust_alloc`) so the compiler does not treat the later reads of
+    // freed blocks as UB it may exploit: to it these are opaque calls.
+    (0..BLOCKS).map(|_| unsafe { GLOBAL.alloc(layout) } as usize).collect()
+}
+
+/// Frees blocks of `alloc_small` and returns their sorted addresses.
+fn free_small(mut blocks: Vec<usize>) -> Vec<usize> {
+    let layout = Layout::from_size_align(SMALL, 8).unwrap();
     for &b in &blocks {
-        // SAFETY: `b` was allocated above with `layout` and is freed once.
+        // SAFETY: `b` was allocated by `alloc_small` with `layout` and is freed once.
         unsafe { GLOBAL.dealloc(b as *mut u8, layout) };
     }
     blocks.sort_unstable();
@@ -158,6 +173,40 @@ fn pending_goals_survive_thread_exit() {
     assert_eq!(delayed_pages(), 0, "abandoned pages still wait after their goal was reached");
 }
 
+/// A page that waits for its goal may serve its own size class again; once
+/// its blocks are freed again it must wait for a goal younger than those
+/// frees, not its old one (that one does not cover readers of the new blocks).
+/// Few blocks are reused, so the heap needs no fresh page meanwhile (that
+/// walk of the FIFO would find the page in use and drop its goal anyway).
+fn a_page_reused_while_it_waits_waits_for_a_fresh_goal() {
+    gcmalloc::set_page_reuse_delay(true);
+    let layout = Layout::from_size_align(SMALL, 8).unwrap();
+    let mut again = Vec::with_capacity(100);
+    let first = Holder::start();
+    let freed = fill_and_free_small();
+    // SAFETY: non-zero size; each block is freed once below.
+    again.extend((0..again.capacity()).map(|_| unsafe { GLOBAL.alloc(layout) } as usize));
+    let reused = overlaps(&freed, &again.iter().map(|&b| (b, SMALL)).collect::<Vec<_>>());
+    assert!(reused > 0, "the waiting pages did not serve their size class");
+    // The old goal is made (advance) before `second` comes online, so it is
+    // reached once `first` quiesces; every goal made after waits for `second`.
+    gcmalloc::qsbr::advance();
+    let second = Holder::start();
+    for &b in &again {
+        // SAFETY: allocated above with `layout`, freed once.
+        unsafe { GLOBAL.dealloc(b as *mut u8, layout) };
+    }
+    again.sort_unstable();
+    first.stop();
+    gcmalloc::release_delayed_pages();
+    assert_eq!(other_sizes_reusing(&again), 0, "a page reused while it waited was freed on its old goal");
+    read_all(&again);
+
+    second.quiesce();
+    gcmalloc::release_delayed_pages();
+    assert_eq!(delayed_pages(), 0, "pages still wait after their goal was reached");
+}
+
 /// One test on the main thread (see `main`), so that no other thread is
 /// alive: an idle thread that reclaimed an abandoned segment would keep its
 /// pending pages in its own FIFO (a thread releases its pages when it next
@@ -166,6 +215,7 @@ fn type_stable_pages() {
     freed_pages_serve_no_other_size_class_until_the_goal();
     without_the_delay_other_size_classes_reuse_freed_pages();
     pending_goals_survive_thread_exit();
+    a_page_reused_while_it_waits_waits_for_a_fresh_goal();
 }
 
 /// Runs without libtest (`harness = false` in Cargo.toml): no other thread of

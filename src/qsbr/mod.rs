@@ -83,7 +83,7 @@
 mod reclaim;
 mod seq;
 
-pub(crate) use seq::{any_thread_online, goal_reached, page_goal};
+pub(crate) use seq::{any_thread_online, goal_reached, page_goal, page_tag, page_tag_goal};
 
 use core::fmt;
 use std::time::Instant;

@@ -148,6 +148,28 @@ pub(crate) fn page_goal(page_bytes: usize) -> u64 {
         .unwrap_or_else(|_| d.advance())
 }
 
+/// The 32 bits of a page goal that mimalloc keeps in the page (a tag): its
+/// low half. Sequences are odd, so a tag is never 0, mimalloc's "no goal".
+pub(crate) fn page_tag(goal: u64) -> u32 {
+    goal as u32
+}
+
+/// The goal a page tag stands for (see [`tag_goal`]).
+pub(crate) fn page_tag_goal(tag: u32) -> u64 {
+    // A page's goal was made before its tag reached this thread, so the
+    // write sequence read here is at least the one it was made from.
+    tag_goal(tag, domain().wr_seq.load(Ordering::Acquire))
+}
+
+/// The latest goal with the low half `tag` that is no later than `wr + INCR`
+/// (the latest goal made so far: a deferred one). That is the page's own goal
+/// if it was made fewer than 2^31 advances ago; for an older page it is a
+/// later goal, never an earlier one, so the page waits longer, never less.
+fn tag_goal(tag: u32, wr: u64) -> u64 {
+    let latest = wr.wrapping_add(INCR);
+    latest.wrapping_sub(u64::from((latest as u32).wrapping_sub(tag)))
+}
+
 /// True if some registered thread is online (attached, so it may hold
 /// references read without locks). If not, memory unlinked before this call
 /// may be reused at once: a thread coming online later issues a SeqCst fence
@@ -186,6 +208,25 @@ mod tests {
         assert!(seq_lt(near_max, wrapped));
         assert_eq!(seq_min(wrapped, near_max), near_max);
         assert!(seq_ge(5, 5) && !seq_lt(5, 5));
+    }
+
+    #[test]
+    fn a_page_tag_stands_for_its_goal_or_a_later_one() {
+        for wr in [1, 0xffff_fff1, 0x1_0000_0001, u64::MAX - 4, 7 << 40 | 0x8000_0001] {
+            let latest = wr.wrapping_add(INCR);
+            // Goals made up to 2^31 advances back come back exactly...
+            for back in [0, 1, 2, 1000, (1 << 31) - 1] {
+                let goal = latest.wrapping_sub(back * INCR);
+                assert_eq!(tag_goal(page_tag(goal), wr), goal, "wr {wr:#x}, {back} advances back");
+            }
+            // ...older ones as a later goal that is still made by now.
+            for back in [1 << 31, 3 << 31, 1 << 40] {
+                let goal = latest.wrapping_sub(back * INCR);
+                let got = tag_goal(page_tag(goal), wr);
+                assert!(seq_lt(goal, got) && !seq_lt(latest, got), "wr {wr:#x}: {goal:#x} read as {got:#x}");
+            }
+        }
+        assert_ne!(page_tag(page_goal(4096)), 0, "a tag is never mimalloc's 'no goal'");
     }
 
     #[test]

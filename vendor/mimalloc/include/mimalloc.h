@@ -145,11 +145,11 @@ typedef void (mi_cdecl mi_deferred_free_fun)(bool force, unsigned long long hear
 mi_decl_export void mi_register_deferred_free(mi_deferred_free_fun* deferred_free, void* arg) mi_attr_noexcept;
 
 // gcmalloc: delayed page reuse (src/page-delay.c). `goal` returns the QSBR goal
-// for a page emptied now (0: it may be reused at once); `reached` tells if a
-// goal is reached. Both must be callable from any thread, must not allocate
-// and must not block.
-typedef unsigned long long (mi_cdecl mi_page_goal_fun)(size_t page_bytes);
-typedef bool (mi_cdecl mi_goal_reached_fun)(unsigned long long goal);
+// for a page emptied now, as a 32-bit tag the page keeps (0: it may be reused
+// at once); `reached` tells if the goal of a tag is reached. Both must be
+// callable from any thread, must not allocate and must not block.
+typedef uint32_t (mi_cdecl mi_page_goal_fun)(size_t page_bytes);
+typedef bool (mi_cdecl mi_goal_reached_fun)(uint32_t goal);
 mi_decl_export void mi_page_delay_set_hooks(mi_page_goal_fun* goal, mi_goal_reached_fun* reached) mi_attr_noexcept;
 
 typedef void (mi_cdecl mi_output_fun)(const char* msg, void* arg);

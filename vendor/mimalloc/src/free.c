@@ -102,6 +102,7 @@ static void mi_decl_noinline mi_free_generic_local(mi_page_t* page, mi_segment_t
   MI_UNUSED(segment);
   mi_block_t* const block = (mi_page_has_aligned(page) ? _mi_page_ptr_unalign(page, p) : (mi_block_t*)p);
   const bool was_guarded = mi_block_check_unguard(page, block, p);
+  _mi_page_delay_cancel(page);  // gcmalloc: a block of a page waiting for its goal was in use again
   mi_free_block_local(page, block, was_guarded, true /* track stats */, true /* check for a full page */);
 }
 
@@ -223,6 +224,7 @@ bool _mi_free_delayed_block(mi_block_t* block) {
   _mi_page_free_collect(page, false);
 
   // and free the block (possibly freeing the page as well since `used` is updated)
+  _mi_page_delay_cancel(page);  // gcmalloc: as in `mi_free_generic_local`
   mi_free_block_local(page, block, false /* is guarded */, false /* stats have already been adjusted */, true /* check for a full page */);
   return true;
 }

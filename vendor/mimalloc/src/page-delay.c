@@ -11,15 +11,18 @@ the guarantee of CPython's free-threaded build and of SLAB_TYPESAFE_BY_RCU.
 
 Invariants
 - `page->qsbr_goal != 0` ("pending") only for a page that was all free when it
-  was tagged. A pending page with `delay_heap != NULL` is in that heap's FIFO
-  (tagging order); one with `delay_heap == NULL` is abandoned and keeps its goal
-  until a thread reclaims its segment (counted in `mi_delay_abandoned_*`).
+  was tagged. A pending page of a heap is in that heap's FIFO (tagging order);
+  one of an abandoned segment (links `prev == MI_DELAY_ABANDONED`) keeps its
+  goal until a thread reclaims the segment (counted in `mi_delay_abandoned_*`).
+  The one exception is a page whose segment lies above 2^48, beyond what a
+  32-bit page reference names (the OS never puts one there unasked): it waits
+  in its page queue, unqueued, and is freed when its heap next collects.
 - An all-free page is freed only through `_mi_page_free_or_delay` (owned pages)
   or `_mi_page_delay_keep` (abandoned pages): both tag a page that has no goal
   yet, and let it go only once its goal is reached.
-- A goal is dropped only when the page is proven reused: its owner freed its
-  last block again (`_mi_page_retire`), frees by other threads were collected
-  from it, it went to the full queue, it was abandoned in use, or the
+- A goal is dropped only when the page is proven reused: its owner freed a
+  block into it (`flags.x.delay_goal`, set with every goal, sends that free
+  to `mi_free_generic_local`), frees by other threads were collected from it, it went to the full queue, it was abandoned in use, or the
   allocating path found it in use (`_mi_heap_collect_delayed`). Such a page is
   tagged afresh when it empties, so a goal is always younger than the page's
   last free. Heap walks never drop a goal (the bug of CPython gh-145615).
@@ -39,20 +42,61 @@ once, exactly as in stock mimalloc.
 #include "mimalloc/internal.h"
 #include "mimalloc/atomic.h"
 
-// The size `types.h` states for `mi_page_t` on 64-bit: stock's 12 words
-// (0001's `acct_bytes` took the padding word), the 4 of delayed page reuse,
-// and the 2 keys of encoded free lists or padding. It is also the size of a
-// slice entry, so the segment header grows with it: 513 entries of 16 words
-// no longer fit one 64 KiB slice (stock's 12 do), which costs every segment a
-// second header slice.
+// `mi_page_t` keeps stock's size on 64-bit: 12 words (0001's `acct_bytes`
+// took the padding word, the 32-bit goal the padding after `heap_tag`), and 2
+// keys of encoded free lists or padding. `mi_free` finds a page by indexing
+// the segment's slice entries with it (12 words: two instructions; 13: three),
+// and the segment header holds 513 of them: it must fit one 64 KiB slice, as
+// stock's does, or every segment pays a second header slice and blocks start
+// elsewhere in it. So the FIFO links live in the segment beside the slice
+// entries, 32 bits each (64-bit links would not fit with keys). `MI_SECURE`,
+// which gcmalloc does not build, adds a guard page that would not fit.
 #if (MI_INTPTR_SIZE == 8) && (MI_ENCODE_FREELIST || MI_PADDING)
-_Static_assert(sizeof(mi_page_t) == 18 * 8, "mi_page_t is not the size types.h states");
+_Static_assert(sizeof(mi_page_t) == 14 * 8, "mi_page_t is not stock's size");
 #elif (MI_INTPTR_SIZE == 8)
-_Static_assert(sizeof(mi_page_t) == 16 * 8, "mi_page_t is not the size types.h states");
+_Static_assert(sizeof(mi_page_t) == 12 * 8, "mi_page_t is not stock's size");
 #endif
-#if (MI_INTPTR_SIZE == 8)
-_Static_assert(sizeof(mi_segment_t) <= 2 * MI_SEGMENT_SLICE_SIZE, "the segment header takes more than two slices");
-#endif
+_Static_assert(sizeof(mi_segment_t) <= MI_SEGMENT_SLICE_SIZE, "the segment header takes more than one slice");
+
+// A page reference: the page's segment number (its address / 32 MiB; segments
+// are aligned to their size) above its slice index, in 32 bits; that names
+// every page of a segment below 2^48 (the space patch 0008's segment map
+// covers). Segment number 0 names no page (address 0 is never mapped), so 0
+// means none and small values are markers (`MI_DELAY_FIRST`, `..._ABANDONED`).
+#define MI_DELAY_INDEX_BITS  (MI_SEGMENT_SHIFT - MI_SEGMENT_SLICE_SHIFT)
+_Static_assert(MI_SLICES_PER_SEGMENT <= (1 << MI_DELAY_INDEX_BITS), "a slice index does not fit its bits");
+_Static_assert(MI_DELAY_ABANDONED < (1 << MI_DELAY_INDEX_BITS), "a marker is a page reference");
+
+// The reference of `page`, or 0 if its segment lies above what one names.
+static uint32_t mi_page_ref(const mi_page_t* page) {
+  const mi_segment_t* const segment = _mi_page_segment(page);
+  const uintptr_t number = (uintptr_t)segment >> MI_SEGMENT_SHIFT;
+  if (number >= ((uintptr_t)1 << (32 - MI_DELAY_INDEX_BITS))) return 0;
+  return (uint32_t)((number << MI_DELAY_INDEX_BITS) | (uintptr_t)(page - segment->slices));
+}
+
+// The page `ref` names; NULL for none or a marker.
+static mi_page_t* mi_page_of_ref(uint32_t ref) {
+  if (ref < ((uint32_t)1 << MI_DELAY_INDEX_BITS)) return NULL;
+  mi_segment_t* const segment = (mi_segment_t*)((uintptr_t)(ref >> MI_DELAY_INDEX_BITS) << MI_SEGMENT_SHIFT);
+  return &segment->slices[ref & ((1u << MI_DELAY_INDEX_BITS) - 1)];
+}
+
+// The links of `page`; valid while the page has a goal.
+static mi_delay_links_t* mi_page_links(mi_page_t* page) {
+  mi_segment_t* const segment = _mi_page_segment(page);
+  return &segment->delay_links[page - segment->slices];
+}
+
+static bool mi_page_delay_queued(mi_page_t* page) {
+  if (page->qsbr_goal == 0) return false;
+  const uint32_t prev = mi_page_links(page)->prev;
+  return (prev != 0 && prev != MI_DELAY_ABANDONED);
+}
+
+static bool mi_page_delay_abandoned(mi_page_t* page) {
+  return (page->qsbr_goal != 0 && mi_page_links(page)->prev == MI_DELAY_ABANDONED);
+}
 
 static _Atomic(void*) mi_delay_goal_fun;     // is `mi_page_goal_fun*`
 static _Atomic(void*) mi_delay_reached_fun;  // is `mi_goal_reached_fun*`
@@ -73,45 +117,56 @@ static size_t mi_page_delay_size(const mi_page_t* page) {
   return mi_page_block_size(page) * page->reserved;
 }
 
-static bool mi_goal_reached(uint64_t goal) {
+static bool mi_goal_reached(uint32_t goal) {
   mi_goal_reached_fun* const reached = (mi_goal_reached_fun*)mi_atomic_load_ptr_acquire(void, &mi_delay_reached_fun);
   return (reached == NULL || reached(goal));
 }
 
 // Tag an all-free page without a goal; false if it may be freed at once.
+// A tagged page is not queued yet (its links were stale until now).
 static bool mi_page_delay_tag(mi_page_t* page) {
-  mi_assert_internal(page->qsbr_goal == 0 && page->delay_heap == NULL);
+  mi_assert_internal(page->qsbr_goal == 0);
   mi_page_goal_fun* const goal_of = (mi_page_goal_fun*)mi_atomic_load_ptr_acquire(void, &mi_delay_goal_fun);
   if (goal_of == NULL) return false;
   page->qsbr_goal = goal_of(mi_page_delay_size(page));
-  return (page->qsbr_goal != 0);
+  if (page->qsbr_goal == 0) return false;
+  page->flags.x.delay_goal = 1;
+  *mi_page_links(page) = (mi_delay_links_t){ 0, 0 };
+  return true;
 }
 
+// Queue a pending page last in `heap`'s FIFO (unless no reference names it).
 static void mi_heap_delay_push(mi_heap_t* heap, mi_page_t* page) {
-  mi_assert_internal(page->qsbr_goal != 0 && page->delay_heap == NULL);
-  page->delay_heap = heap;
-  page->delay_next = NULL;
-  page->delay_prev = heap->delay_last;
-  if (heap->delay_last != NULL) { heap->delay_last->delay_next = page; }
-                           else { heap->delay_first = page; }
+  mi_delay_links_t* const links = mi_page_links(page);
+  mi_assert_internal(page->qsbr_goal != 0 && links->prev == 0);
+  const uint32_t ref = mi_page_ref(page);
+  if (ref == 0) return;
+  links->next = 0;
+  if (heap->delay_last != NULL) { links->prev = mi_page_ref(heap->delay_last); mi_page_links(heap->delay_last)->next = ref; }
+                           else { links->prev = MI_DELAY_FIRST; heap->delay_first = page; }
   heap->delay_last = page;
   mi_atomic_store_relaxed(&heap->delay_pages, mi_atomic_load_relaxed(&heap->delay_pages) + 1);
   mi_atomic_store_relaxed(&heap->delay_bytes, mi_atomic_load_relaxed(&heap->delay_bytes) + mi_page_delay_size(page));
 }
 
-static void mi_heap_delay_unlink(mi_page_t* page) {
-  mi_heap_t* const heap = page->delay_heap;
-  if (page->delay_prev != NULL) { page->delay_prev->delay_next = page->delay_next; }
-                           else { heap->delay_first = page->delay_next; }
-  if (page->delay_next != NULL) { page->delay_next->delay_prev = page->delay_prev; }
-                           else { heap->delay_last = page->delay_prev; }
-  page->delay_heap = NULL;
-  page->delay_next = page->delay_prev = NULL;
+// Take a page out of `heap`'s FIFO, if it is queued.
+static void mi_heap_delay_unlink(mi_heap_t* heap, mi_page_t* page) {
+  if (!mi_page_delay_queued(page)) return;
+  mi_delay_links_t* const links = mi_page_links(page);
+  mi_page_t* const prev = mi_page_of_ref(links->prev);
+  mi_page_t* const next = mi_page_of_ref(links->next);
+  if (prev != NULL) { mi_page_links(prev)->next = links->next; }
+               else { heap->delay_first = next; }
+  if (next != NULL) { mi_page_links(next)->prev = links->prev; }
+               else { heap->delay_last = prev; }
+  *links = (mi_delay_links_t){ 0, 0 };
   mi_atomic_store_relaxed(&heap->delay_pages, mi_atomic_load_relaxed(&heap->delay_pages) - 1);
   mi_atomic_store_relaxed(&heap->delay_bytes, mi_atomic_load_relaxed(&heap->delay_bytes) - mi_page_delay_size(page));
 }
 
+// A pending page enters (`add`) or leaves the abandoned ones.
 static void mi_delay_abandoned_add(mi_page_t* page, bool add) {
+  mi_page_links(page)->prev = (add ? MI_DELAY_ABANDONED : 0);
   const size_t size = mi_page_delay_size(page);
   if (add) { mi_atomic_increment_relaxed(&mi_delay_abandoned_pages); mi_atomic_add_relaxed(&mi_delay_abandoned_bytes, size); }
       else { mi_atomic_decrement_relaxed(&mi_delay_abandoned_pages); mi_atomic_sub_relaxed(&mi_delay_abandoned_bytes, size); }
@@ -128,10 +183,11 @@ static void mi_page_delay_recount(mi_page_t* page) {
 // Drop a pending goal: the page is (or was) in use since it was tagged.
 void _mi_page_delay_drop_goal(mi_page_t* page) {
   mi_assert_internal(page->qsbr_goal != 0);
-  const bool owned = (page->delay_heap != NULL);
-  if (owned) { mi_heap_delay_unlink(page); }
+  const bool owned = !mi_page_delay_abandoned(page);
+  if (owned) { mi_heap_delay_unlink(mi_page_heap(page), page); }
         else { mi_delay_abandoned_add(page, false); }
   page->qsbr_goal = 0;
+  page->flags.x.delay_goal = 0;
   if (owned) { mi_page_delay_recount(page); }
 }
 
@@ -160,7 +216,7 @@ bool _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force) {
 // For an all-free page of an abandoned segment: true if it must be kept until
 // its goal (tagging it now if it has none), false if it may be freed.
 bool _mi_page_delay_keep(mi_page_t* page) {
-  mi_assert_internal(mi_page_all_free(page) && page->delay_heap == NULL);
+  mi_assert_internal(mi_page_all_free(page) && !mi_page_delay_queued(page));
   if (page->qsbr_goal == 0) {
     if (!mi_page_delay_tag(page)) return false;
     mi_delay_abandoned_add(page, true);
@@ -175,14 +231,14 @@ bool _mi_page_delay_keep(mi_page_t* page) {
 void _mi_page_delay_abandon(mi_page_t* page) {
   if (page->qsbr_goal == 0) return;
   if (!mi_page_all_free(page)) { _mi_page_delay_cancel(page); return; }
-  mi_heap_delay_unlink(page);
+  mi_heap_delay_unlink(mi_page_heap(page), page);
   mi_delay_abandoned_add(page, true);
 }
 
 // A pending abandoned page was reclaimed into `heap`: queue it with its goal.
 void _mi_page_delay_reclaim(mi_heap_t* heap, mi_page_t* page) {
   if (page->qsbr_goal == 0) return;
-  mi_assert_internal(page->delay_heap == NULL);
+  mi_assert_internal(mi_page_delay_abandoned(page));
   mi_delay_abandoned_add(page, false);
   mi_heap_delay_push(heap, page);
 }
@@ -191,7 +247,7 @@ void _mi_page_delay_reclaim(mi_heap_t* heap, mi_page_t* page) {
 void _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from) {
   while (from->delay_first != NULL) {
     mi_page_t* const page = from->delay_first;
-    mi_heap_delay_unlink(page);
+    mi_heap_delay_unlink(from, page);
     mi_heap_delay_push(heap, page);
   }
 }
@@ -202,7 +258,7 @@ void _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from) {
 void _mi_heap_collect_delayed(mi_heap_t* heap) {
   mi_page_t* page = heap->delay_first;
   while (page != NULL) {
-    mi_page_t* const next = page->delay_next;
+    mi_page_t* const next = mi_page_of_ref(mi_page_links(page)->next);
     if (!mi_page_all_free(page)) {
       _mi_page_delay_cancel(page);
     }
@@ -226,7 +282,7 @@ void _mi_heap_collect_delayed(mi_heap_t* heap) {
 mi_page_t* _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool is_huge) {
   mi_page_t* next;
   for (mi_page_t* page = heap->delay_first; page != NULL; page = next) {
-    next = page->delay_next;  // collecting the page may drop it from the FIFO
+    next = mi_page_of_ref(mi_page_links(page)->next);  // collecting the page may drop it from the FIFO
     const size_t have = mi_page_block_size(page);
     if (!mi_page_is_large_or_huge(page) || mi_page_is_huge(page) != is_huge) continue;
     if (have < block_size || have / 2 > block_size) continue;

@@ -505,9 +505,11 @@ void _mi_page_retire(mi_page_t* page) mi_attr_noexcept {
 
   mi_page_set_has_aligned(page, false);
 
-  // gcmalloc: the owner just freed the last block, so a pending goal predates
-  // that free; the page gets a fresh goal when it is freed below or later.
-  _mi_page_delay_cancel(page);
+  // gcmalloc: a page waiting for its goal has no block in use, so its last
+  // free (local, through `mi_free_generic_local` or a delayed free, or by
+  // another thread, when it was collected) dropped the goal: the page gets a
+  // fresh one when it is freed below or later.
+  mi_assert_internal(page->qsbr_goal == 0);
 
   // don't retire too often..
   // (or we end up retiring and re-allocating most of the time)

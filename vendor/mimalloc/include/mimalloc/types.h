@@ -266,12 +266,17 @@ typedef enum mi_delayed_e {
 
 // The `in_full` and `has_aligned` page flags are put in a union to efficiently
 // test if both are false (`full_aligned == 0`) in the `mi_free` routine.
+// gcmalloc: `delay_goal` is set while the page waits for a QSBR goal
+// (src/page-delay.c), so a local free into it, which proves the page in use
+// again, takes the generic path, and drops the goal there: the page-retire
+// path need not check for a goal.
 #if !MI_TSAN
 typedef union mi_page_flags_s {
   uint8_t full_aligned;
   struct {
     uint8_t in_full : 1;
     uint8_t has_aligned : 1;
+    uint8_t delay_goal : 1;
   } x;
 } mi_page_flags_t;
 #else
@@ -281,6 +286,7 @@ typedef union mi_page_flags_s {
   struct {
     uint8_t in_full;
     uint8_t has_aligned;
+    uint8_t delay_goal;
   } x;
 } mi_page_flags_t;
 #endif
@@ -310,8 +316,11 @@ typedef uintptr_t mi_thread_free_t;
 // - Using `uint16_t` does not seem to slow things down
 // - The size is 12 words on 64-bit which helps the page index calculations
 //   (and 14 words on 32-bit, and encoded free lists add 2 words)
-//   gcmalloc: 16 words on 64-bit with delayed page reuse's 4 below (checked
-//   by `_Static_assert` in src/page-delay.c)
+//   gcmalloc: still 12 words: `acct_bytes` and the 32-bit `qsbr_goal` take
+//   the padding, and the FIFO links of delayed page reuse live beside the
+//   slice entries in the segment (checked by `_Static_assert` in
+//   src/page-delay.c); a bigger page costs `mi_free` instructions and grows
+//   the segment header, 513 of them, past one slice
 // - `xthread_free` uses the bottom bits as a delayed-free flags to optimize
 //   concurrent frees where only the first concurrent free adds to the owning
 //   heap `thread_delayed_free` list (see `free.c:mi_free_block_mt`).
@@ -339,7 +348,8 @@ typedef struct mi_page_s {
   uint16_t              used;              // number of blocks in use (including blocks in `thread_free`)
   uint8_t               block_size_shift;  // if not zero, then `(1 << block_size_shift) == block_size` (only used for fast path in `free.c:_mi_page_ptr_unalign`)
   uint8_t               heap_tag;          // tag of the owning heap, used to separate heaps by object type
-                                           // padding
+  uint32_t              qsbr_goal;         // gcmalloc: the QSBR goal this empty page waits for, as the 32-bit
+                                           // tag gcmalloc made it (0: none; src/page-delay.c); in the former padding
   size_t                block_size;        // size available in each block (always `>0`)
   uint8_t*              page_start;        // start of the page area containing the blocks
 
@@ -358,16 +368,21 @@ typedef struct mi_page_s {
   // `MI_ACCT_ABANDONED` set, to the process-wide abandoned total. Takes the
   // place of the former padding word.
   _Atomic(size_t)       acct_bytes;
-
-  // gcmalloc: delayed page reuse (src/page-delay.c); zeroed when the page is cleared
-  unsigned long long    qsbr_goal;         // QSBR goal this empty page waits for (0: none)
-  struct mi_heap_s*     delay_heap;        // heap whose FIFO holds the page (NULL: none, or abandoned)
-  struct mi_page_s*     delay_next;        // FIFO of pending pages, oldest first
-  struct mi_page_s*     delay_prev;
 } mi_page_t;
 
 // gcmalloc: set in `mi_page_t.acct_bytes` while the bytes count in the abandoned total.
 #define MI_ACCT_ABANDONED  (((size_t)1) << (MI_SIZE_BITS - 1))
+
+// gcmalloc: the links of a page waiting for its QSBR goal (src/page-delay.c),
+// as 32-bit page references; valid only while the page's `qsbr_goal != 0`.
+typedef struct mi_delay_links_s {
+  uint32_t next;   // the next page in its heap's FIFO (0: none)
+  uint32_t prev;   // the previous page, `MI_DELAY_FIRST` or `MI_DELAY_ABANDONED` (0: not queued)
+} mi_delay_links_t;
+
+// gcmalloc: markers in `mi_delay_links_t.prev`; no page reference has these values.
+#define MI_DELAY_FIRST      ((uint32_t)1)   // the page is first in its heap's FIFO
+#define MI_DELAY_ABANDONED  ((uint32_t)2)   // the page waits for its goal in an abandoned segment
 
 
 
@@ -512,6 +527,10 @@ typedef struct mi_segment_s {
   _Atomic(mi_threadid_t) thread_id;      // unique id of the thread owning this segment
 
   mi_slice_t        slices[MI_SLICES_PER_SEGMENT+1];  // one extra final entry for huge blocks with large alignment
+
+  // gcmalloc: the FIFO links of the page at each slice index (src/page-delay.c);
+  // after the zero-initialized part: a page's entry is written when it is tagged.
+  mi_delay_links_t  delay_links[MI_SLICES_PER_SEGMENT];
 } mi_segment_t;
 
 
