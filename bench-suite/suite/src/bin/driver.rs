@@ -52,6 +52,9 @@ const ALLOCATORS: &[Allocator] = &[
         flags: &[],
         env: &[("MIMALLOC_ARENA_EAGER_COMMIT", "0")],
     },
+    // Also not by default: gcmalloc with transparent huge pages off
+    // (mimalloc asks for them on the arenas it commits eagerly).
+    Allocator { name: "gcmalloc-nothp", binary: "suite-gcmalloc", flags: &[], env: &[("MIMALLOC_ALLOW_THP", "0")] },
 ];
 
 /// The allocators run unless `--allocators` says otherwise.
