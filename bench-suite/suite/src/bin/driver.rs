@@ -313,7 +313,9 @@ const NOISE: &str = "\
 Wall time on a shared 2-core machine moves by up to +-30% from round to round \
 (a ratio whose min–max straddles 1.0 is no difference); the callgrind \
 instruction counts below are the precise single-thread comparison. Peak RSS \
-repeats within a few percent.\n\n";
+repeats within a few percent, except where it depends on how two threads \
+overlap (xmalloc, json with 2 threads) and on how many transparent huge pages \
+the kernel can give (it depends on what ran before: hence the shuffled order).\n\n";
 
 fn fmt_ratio(r: Option<(f64, f64, f64)>) -> String {
     r.map_or("-".into(), |(m, lo, hi)| format!("{m:.2} ({lo:.2}–{hi:.2})"))
@@ -332,7 +334,7 @@ fn report(
     let _ = writeln!(out, "- command: `{}` (see `bench-suite/README.md`)", c.command);
     let _ = writeln!(
         out,
-        "- {} round(s) of alternating runs at scale {}, each allocator the global allocator of its own binary; \
+        "- {} round(s) of alternating runs (a shuffled order each round) at scale {}, each allocator the global allocator of its own binary; \
          figures are medians over rounds, ratios are gcmalloc / peer per round: median (min–max)\n",
         c.rounds, c.scale
     );
