@@ -22,8 +22,9 @@ Invariants
   yet, and let it go only once its goal is reached.
 - A goal is dropped only when the page is proven reused: its owner freed a
   block into it (`flags.x.delay_goal`, set with every goal, sends that free
-  to `mi_free_generic_local`), frees by other threads were collected from it, it went to the full queue, it was abandoned in use, or the
-  allocating path found it in use (`_mi_heap_collect_delayed`). Such a page is
+  to `mi_free_generic_local`), frees by other threads were collected from it,
+  it went to the full queue, it was abandoned in use, or the allocating path
+  found it in use (`_mi_heap_collect_delayed`). Such a page is
   tagged afresh when it empties, so a goal is always younger than the page's
   last free. Heap walks never drop a goal (the bug of CPython gh-145615).
 - The FIFO belongs to the page's heap, not to the calling thread, so code that
