@@ -54,17 +54,17 @@ impl Holder {
 /// Allocates `BLOCKS` 64-byte blocks, frees them all, and returns their
 /// sorted addresses: the freed pages tile these addresses densely.
 fn fill_and_free_small() -> Vec<usize> {
-    free_small(alloc_small())
+    free_small(alloc_small(BLOCKS))
 }
 
-/// Allocates `BLOCKS` 64-byte blocks.
-fn alloc_small() -> Vec<usize> {
+/// Allocates `count` 64-byte blocks.
+fn alloc_small(count: usize) -> Vec<usize> {
     let layout = Layout::from_size_align(SMALL, 8).unwrap();
     // SAFETY: non-zero size; each block is freed once with its layout (by
     // `free_small`). The trait methods are called directly (not through
     // `__rust_alloc`) so the compiler does not treat the later reads of
     // freed blocks as UB it may exploit: to it these are opaque calls.
-    (0..BLOCKS).map(|_| unsafe { GLOBAL.alloc(layout) } as usize).collect()
+    (0..count).map(|_| unsafe { GLOBAL.alloc(layout) } as usize).collect()
 }
 
 /// Frees blocks of `alloc_small` and returns their sorted addresses.
@@ -180,23 +180,16 @@ fn pending_goals_survive_thread_exit() {
 /// walk of the FIFO would find the page in use and drop its goal anyway).
 fn a_page_reused_while_it_waits_waits_for_a_fresh_goal() {
     gcmalloc::set_page_reuse_delay(true);
-    let layout = Layout::from_size_align(SMALL, 8).unwrap();
-    let mut again = Vec::with_capacity(100);
     let first = Holder::start();
     let freed = fill_and_free_small();
-    // SAFETY: non-zero size; each block is freed once below.
-    again.extend((0..again.capacity()).map(|_| unsafe { GLOBAL.alloc(layout) } as usize));
+    let again = alloc_small(100);
     let reused = overlaps(&freed, &again.iter().map(|&b| (b, SMALL)).collect::<Vec<_>>());
     assert!(reused > 0, "the waiting pages did not serve their size class");
     // The old goal is made (advance) before `second` comes online, so it is
     // reached once `first` quiesces; every goal made after waits for `second`.
     gcmalloc::qsbr::advance();
     let second = Holder::start();
-    for &b in &again {
-        // SAFETY: allocated above with `layout`, freed once.
-        unsafe { GLOBAL.dealloc(b as *mut u8, layout) };
-    }
-    again.sort_unstable();
+    let again = free_small(again);
     first.stop();
     gcmalloc::release_delayed_pages();
     assert_eq!(other_sizes_reusing(&again), 0, "a page reused while it waited was freed on its old goal");
