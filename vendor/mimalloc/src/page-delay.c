@@ -89,6 +89,11 @@ static mi_delay_links_t* mi_page_links(mi_page_t* page) {
   return &segment->delay_links[page - segment->slices];
 }
 
+// The page after `page` in its heap's FIFO; NULL if it is the last.
+static mi_page_t* mi_page_delay_next(mi_page_t* page) {
+  return mi_page_of_ref(mi_page_links(page)->next);
+}
+
 static bool mi_page_delay_queued(mi_page_t* page) {
   if (page->qsbr_goal == 0) return false;
   const uint32_t prev = mi_page_links(page)->prev;
@@ -259,7 +264,7 @@ void _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from) {
 void _mi_heap_collect_delayed(mi_heap_t* heap) {
   mi_page_t* page = heap->delay_first;
   while (page != NULL) {
-    mi_page_t* const next = mi_page_of_ref(mi_page_links(page)->next);
+    mi_page_t* const next = mi_page_delay_next(page);
     if (!mi_page_all_free(page)) {
       _mi_page_delay_cancel(page);
     }
@@ -283,7 +288,7 @@ void _mi_heap_collect_delayed(mi_heap_t* heap) {
 mi_page_t* _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool is_huge) {
   mi_page_t* next;
   for (mi_page_t* page = heap->delay_first; page != NULL; page = next) {
-    next = mi_page_of_ref(mi_page_links(page)->next);  // collecting the page may drop it from the FIFO
+    next = mi_page_delay_next(page);  // collecting the page may drop it from the FIFO
     const size_t have = mi_page_block_size(page);
     if (!mi_page_is_large_or_huge(page) || mi_page_is_huge(page) != is_huge) continue;
     if (have < block_size || have / 2 > block_size) continue;
