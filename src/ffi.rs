@@ -36,7 +36,7 @@ mimalloc_fns! {
 }
 
 /// Hooks of the delayed page reuse patch (`mi_page_goal_fun`,
-/// `mi_goal_reached_fun`); see `crate::type_stable`.
+/// `mi_goal_reached_fun`); see `crate::runtime::type_stable`.
 pub type PageGoalFn = extern "C" fn(page_bytes: usize) -> u32;
 pub type GoalReachedFn = extern "C" fn(tag: u32) -> bool;
 

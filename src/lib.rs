@@ -86,31 +86,25 @@
 
 mod accounting;
 mod allocator;
-mod debt;
 mod ffi;
-#[cfg(all(unix, not(loom)))]
-mod fork;
-mod proc_memory;
-pub mod qsbr;
-mod queue;
-mod registry;
+mod pacing;
+mod runtime;
 mod sync;
-mod thread;
-mod trigger;
-mod type_stable;
-mod world;
 
 pub use accounting::{audit, estimate, refresh_estimate, release_free_memory, thread_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
-pub use debt::DebtMeter;
-pub use registry::ThreadState;
+pub use pacing::debt::DebtMeter;
+pub use pacing::trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
+pub use runtime::qsbr;
+pub use runtime::registry::ThreadState;
 #[cfg(loom)]
 #[doc(hidden)]
-pub use thread::__loom_exit_guard;
-pub use thread::{register_thread, ThreadHandle};
-pub use trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
-pub use type_stable::{page_reuse_delay, release_delayed_pages, set_page_reuse_delay};
-pub use world::{set_stall_report, stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld};
+pub use runtime::thread::__loom_exit_guard;
+pub use runtime::thread::{register_thread, ThreadHandle};
+pub use runtime::type_stable::{page_reuse_delay, release_delayed_pages, set_page_reuse_delay};
+pub use runtime::world::{
+    set_stall_report, stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld,
+};
 
 /// True if `ptr` points into memory managed by gcmalloc's mimalloc.
 ///

@@ -2,7 +2,7 @@
 //! never dropped early (loom flags the drop's write racing the reader's read
 //! as a causality violation), offline/online transitions, and goal caching.
 //! A thread coming online while another, not online itself, polls is modelled
-//! in `src/qsbr/seq.rs` (`--lib loom_`), beside the page hook's check.
+//! in `src/runtime/qsbr/seq.rs` (`--lib loom_`), beside the page hook's check.
 
 use crate::model;
 use loom::cell::UnsafeCell;

@@ -70,7 +70,7 @@
 //!   fence; a scan loads `wr_seq`, then fences, then reads the slots. Either
 //!   the scan sees the new `seq`, or the thread sees every unlink that the
 //!   scan's goal covers. Both orders are checked by the loom models in
-//!   `src/qsbr/seq.rs`.
+//!   `src/runtime/qsbr/seq.rs`.
 //! * **Bounded memory**: besides the seal limits, a thread polls its queue
 //!   every 8 quiescent states while it has pending items, so items do not
 //!   wait for some other thread to advance. An exiting thread seals its queue
@@ -88,8 +88,8 @@ pub(crate) use seq::{any_thread_online, goal_reached, page_goal, page_tag, page_
 use core::fmt;
 use std::time::Instant;
 
-use crate::queue::{Fifo, Item};
-use crate::registry::{registry, seq_lt, Slot, ThreadState};
+use crate::runtime::queue::{Fifo, Item};
+use crate::runtime::registry::{registry, seq_lt, Slot, ThreadState};
 use crate::sync::{fence, global, thread::Thread, AtomicU64, AtomicUsize, Mutex, Ordering};
 use seq::{AdvanceLog, INCR};
 
@@ -165,7 +165,7 @@ pub(crate) fn quiescent_with_work(slot: &Slot) {
 /// with the one in every registry scan: either the scan sees this `seq`, or
 /// this thread's later reads see every store made before the scan (so it
 /// cannot reach what the scan's goal lets be freed). Model-checked in
-/// `src/qsbr/seq.rs` (`loom_tests`).
+/// `src/runtime/qsbr/seq.rs` (`loom_tests`).
 pub(crate) fn come_online(slot: &Slot) {
     slot.seq.store(domain().wr_seq.load(Ordering::Acquire), Ordering::Relaxed);
     fence(Ordering::SeqCst);
@@ -461,7 +461,7 @@ impl Domain {
             read_seq: self.rd_seq.load(Ordering::Acquire),
             laggard,
             delayed_page_bytes: crate::usage().delayed_bytes,
-            drop_panics: crate::queue::DROP_PANICS.load(std::sync::atomic::Ordering::Relaxed),
+            drop_panics: crate::runtime::queue::DROP_PANICS.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

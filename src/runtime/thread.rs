@@ -1,7 +1,7 @@
 //! Registered threads: [`register_thread`] and [`ThreadHandle`], the façade
-//! over the thread registry (`crate::registry`: slots, their state word and
+//! over the thread registry (`crate::runtime::registry`: slots, their state word and
 //! QSBR sequence, the current registration), QSBR (`crate::qsbr`, the only
-//! writer of a slot's sequence) and stop-the-world (`crate::world`, the only
+//! writer of a slot's sequence) and stop-the-world (`crate::runtime::world`, the only
 //! writer of its state). A registration has one end, whichever comes first
 //! of its last handle's drop and the thread's exit, and a handle acts only
 //! on the registration it was made for.
@@ -10,9 +10,9 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr;
 
-use crate::registry::{current_slot, registry, state, Registration, Slot, ThreadState, CURRENT, HANDLES};
+use crate::runtime::registry::{current_slot, registry, state, Registration, Slot, ThreadState, CURRENT, HANDLES};
+use crate::runtime::{qsbr, world};
 use crate::sync::{const_thread_local, thread, Ordering};
-use crate::{qsbr, world};
 
 const_thread_local! {
     /// Unregisters at thread exit if a handle was leaked.
@@ -68,9 +68,9 @@ pub fn register_thread() -> ThreadHandle {
     }
     world::assert_not_stopping("register_thread()");
     // Before any thread is online: from now on emptied pages wait for goals.
-    crate::type_stable::install_hooks();
+    crate::runtime::type_stable::install_hooks();
     #[cfg(all(unix, not(loom)))]
-    crate::fork::install_handlers();
+    crate::runtime::fork::install_handlers();
     let Some(slot) = registry().register(thread::current()) else {
         std::alloc::handle_alloc_error(core::alloc::Layout::new::<Slot>())
     };

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use core::cell::Cell;
 use core::marker::PhantomData;
 
-use crate::qsbr;
-use crate::registry::{current_slot, registry, state, Slot, ThreadState};
+use crate::runtime::qsbr;
+use crate::runtime::registry::{current_slot, registry, state, Slot, ThreadState};
 use crate::sync::{const_thread_local, global, lock, park_timeout, thread, AtomicUsize, Condvar, Mutex, Ordering};
 
 pub(crate) struct World {

@@ -2,8 +2,8 @@
 //! the exit hand-off.
 
 use super::Domain;
-use crate::queue::{Fifo, Item};
-use crate::registry::{seq_ge, Slot};
+use crate::runtime::queue::{Fifo, Item};
+use crate::runtime::registry::{seq_ge, Slot};
 use crate::sync::{const_thread_local, lock, Ordering, TryLockError};
 
 /// A batch is sealed (one real advance) after this many items...
@@ -44,7 +44,7 @@ impl Domain {
     /// Queues `item` on the current thread's FIFO, or on the orphan queue if
     /// the current thread is not registered.
     pub(crate) fn defer(&self, item: Item) {
-        match crate::registry::current_slot() {
+        match crate::runtime::registry::current_slot() {
             Some(slot) => self.defer_local(slot, item),
             None => {
                 let goal;
@@ -90,9 +90,9 @@ impl Domain {
         // reclaimed inside.
         let poll = unsafe {
             slot.with_fifo(|fifo| {
-                let due = fifo
-                    .front_goal()
-                    .is_some_and(|g| g != crate::queue::UNSEALED && seq_ge(self.rd_seq.load(Ordering::Acquire), g));
+                let due = fifo.front_goal().is_some_and(|g| {
+                    g != crate::runtime::queue::UNSEALED && seq_ge(self.rd_seq.load(Ordering::Acquire), g)
+                });
                 let poll = due || ticks >= POLL_EVERY;
                 if poll && fifo.unsealed().0 > 0 {
                     fifo.seal(self.advance());
@@ -200,9 +200,13 @@ impl Domain {
     /// a thread may have been in the middle of pushing to its queue when the
     /// fork happened. The caller holds the registry lock.
     #[cfg(all(unix, not(loom)))]
-    pub(crate) fn keep_only(&self, me: Option<&Slot>, inner: &mut crate::sync::MutexGuard<'_, crate::registry::Inner>) {
-        for slot in crate::registry::registry().slots() {
-            let free = slot.state.load(Ordering::Acquire) == crate::registry::state::FREE;
+    pub(crate) fn keep_only(
+        &self,
+        me: Option<&Slot>,
+        inner: &mut crate::sync::MutexGuard<'_, crate::runtime::registry::Inner>,
+    ) {
+        for slot in crate::runtime::registry::registry().slots() {
+            let free = slot.state.load(Ordering::Acquire) == crate::runtime::registry::state::FREE;
             if free || me.is_some_and(|m| core::ptr::eq(m, slot)) {
                 continue;
             }
@@ -217,7 +221,7 @@ impl Domain {
                 })
             };
             slot.ticks.set(0);
-            crate::registry::registry().free_orphaned(slot, inner);
+            crate::runtime::registry::registry().free_orphaned(slot, inner);
         }
     }
 

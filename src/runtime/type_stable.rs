@@ -40,7 +40,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
-use crate::{ffi, qsbr};
+use crate::ffi;
+use crate::runtime::qsbr;
 
 static DELAY: AtomicBool = AtomicBool::new(true);
 static INSTALL: Once = Once::new();

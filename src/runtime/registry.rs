@@ -4,7 +4,7 @@
 //! word and QSBR sequence; and the current thread's registration.
 //!
 //! QSBR (`crate::qsbr`, the only writer of a slot's `seq`) and
-//! stop-the-world (`crate::world`, the only writer of its `state` after
+//! stop-the-world (`crate::runtime::world`, the only writer of its `state` after
 //! registration) are peers above it; `crate::thread` (`ThreadHandle`) is the
 //! façade over both. Imports point down only.
 //!
@@ -23,7 +23,7 @@
 //! The uncontended transitions are one compare-and-swap by the owner:
 //! `attach` is DETACHED → ATTACHED, `detach` is ATTACHED → DETACHED, and a
 //! quiescent state only *loads* the state (it is the safepoint: it parks when
-//! it finds STOP_REQUESTED). The stop-the-world side is in [`crate::world`].
+//! it finds STOP_REQUESTED). The stop-the-world side is in [`crate::runtime::world`].
 //!
 //! * A slot holds one registered thread's QSBR sequence (`seq`, 0 = offline),
 //!   its thread state (attached, detached, suspended, see [`state`]),
@@ -50,7 +50,7 @@ use core::ffi::c_void;
 use core::ptr;
 use std::alloc::{GlobalAlloc, System};
 
-use crate::queue::Fifo;
+use crate::runtime::queue::Fifo;
 use core::fmt;
 
 use crate::sync::{

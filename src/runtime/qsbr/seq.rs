@@ -3,7 +3,7 @@
 //! for emptied pages.
 
 use super::{domain, Domain};
-use crate::registry::{self, registry, seq_ge, seq_lt};
+use crate::runtime::registry::{self, registry, seq_ge, seq_lt};
 use crate::sync::{const_thread_local, fence, Ordering};
 use core::cell::Cell;
 use core::time::Duration;
@@ -198,7 +198,7 @@ pub(crate) fn goal_reached(goal: u64) -> bool {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::registry::seq_min;
+    use crate::runtime::registry::seq_min;
 
     #[test]
     fn comparisons_are_wrap_safe() {

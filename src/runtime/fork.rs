@@ -26,16 +26,17 @@
 use std::cell::RefCell;
 use std::sync::{MutexGuard, Once};
 
-use crate::qsbr::domain;
-use crate::registry::{current_slot, registry, Inner as RegistryInner};
-use crate::{ffi, world};
+use crate::ffi;
+use crate::runtime::qsbr::domain;
+use crate::runtime::registry::{current_slot, registry, Inner as RegistryInner};
+use crate::runtime::world;
 
 /// What the forking thread holds between the prepare and the after-fork
 /// handlers.
 struct Held {
     turn: bool,
     registry: MutexGuard<'static, RegistryInner>,
-    orphans: MutexGuard<'static, crate::queue::Fifo>,
+    orphans: MutexGuard<'static, crate::runtime::queue::Fifo>,
 }
 
 std::thread_local! {
