@@ -3,7 +3,7 @@
 //! them: jemalloc's private-namespace approach, with no external tool.
 //!
 //! Shared by `build.rs` (which renames gcmalloc's copy of mimalloc) and
-//! `tests/symbol_prefix.rs` (which proves the renaming with the C cross
+//! `tests/alloc_symbol_prefix.rs` (which proves the renaming with the C cross
 //! compilers of other targets).
 
 use object::read::archive::ArchiveFile;

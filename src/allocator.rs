@@ -14,7 +14,7 @@ use crate::ffi;
 /// the medium classes (80, 96, 112, 128, 160, ...) are multiples of 16 too,
 /// and pages start 16-aligned. Hence a block of `size >= 16` is 16-aligned,
 /// and every block is word-aligned. On 32-bit targets the same argument gives
-/// 8 (two 4-byte words). `tests/alignment.rs` checks this over a size matrix.
+/// 8 (two 4-byte words). `tests/alloc_alignment.rs` checks this over a size matrix.
 const NATURAL_ALIGN: usize = 2 * core::mem::size_of::<usize>();
 
 /// True when `mi_malloc(size)` is guaranteed to return `align`-aligned memory.

@@ -2,7 +2,7 @@
 //! deferred count) racing a reader never makes `pending()` lose allocations
 //! it has already seen. (It may count them twice for a moment: the deferral
 //! adds before it subtracts.) Batches flushed at thread exit are tested on
-//! real threads in `tests/trigger.rs`: loom runs no thread-local destructors
+//! real threads in `tests/pacing_trigger.rs`: loom runs no thread-local destructors
 //! before `join`.
 
 use crate::model;

@@ -1,7 +1,6 @@
 //! The registered-thread runtime against the patterns real runtimes use and
-//! that outside client programs broke it with (the thread-runtime issue's
-//! numbered findings): re-entry from a reclaimed object's `Drop` at thread
-//! exit, handles kept in `thread_local`s, panicking `Drop`s, registering
+//! that outside client programs broke it with: re-entry from a reclaimed
+//! object's `Drop` at thread exit, handles kept in `thread_local`s, panicking `Drop`s, registering
 //! late, nested stops, and a stop that must not wait past its deadline.
 //!
 //! Each test ends by checking the process-wide invariants: every retired
@@ -74,7 +73,7 @@ fn invariants(registered_at_start: usize, what: &str) {
     assert!(world, "{what}: a final stop of the world failed");
 }
 
-/// Finding 1: a `Drop` that retires, run by the exit hand-off, used to put
+/// A `Drop` that retires, run by the exit hand-off, used to put
 /// its item on the dying thread's queue without a goal; the orphan queue
 /// could never pop it, and the slot's next owner crashed in a seal.
 fn retiring_from_a_drop_at_thread_exit() {
@@ -120,7 +119,7 @@ impl Drop for KeptHandle {
     }
 }
 
-/// Finding 2: a handle in a `thread_local` that is destroyed after
+/// A handle in a `thread_local` that is destroyed after
 /// gcmalloc's exit guard (its slot initialized first, so destroyed last).
 fn a_handle_in_a_thread_local_outlives_the_exit_guard() {
     let start = qsbr::stats().registered_threads;
@@ -149,7 +148,7 @@ impl Drop for RegistersInDrop {
     }
 }
 
-/// Finding 3: `register_thread()` inside a reclaimed `Drop` during the exit
+/// `register_thread()` inside a reclaimed `Drop` during the exit
 /// hand-off unregistered the slot twice (`registered_threads` wrapped).
 fn registering_from_a_drop_at_thread_exit() {
     DROPPED.store(0, SeqCst);
@@ -174,7 +173,7 @@ impl Drop for PanicsInDrop {
     }
 }
 
-/// Finding 4: a panicking `Drop` of a retired object aborted the process at
+/// A panicking `Drop` of a retired object aborted the process at
 /// thread exit, or came out of an unrelated call and left a zombie
 /// registration behind.
 fn a_panicking_drop_neither_aborts_nor_escapes() {
@@ -217,7 +216,7 @@ thread_local! {
     static LATE: RegistersLate = const { RegistersLate };
 }
 
-/// Finding 5: `register_thread()` in a thread-local destructor that runs
+/// `register_thread()` in a thread-local destructor that runs
 /// after gcmalloc's exit guard aborted the process.
 fn registering_late_in_a_thread_local_destructor() {
     let start = qsbr::stats().registered_threads;
@@ -231,7 +230,7 @@ fn registering_late_in_a_thread_local_destructor() {
     invariants(start, "late registration");
 }
 
-/// Finding 7: nested stops and registering while holding a stop hung
+/// Nested stops and registering while holding a stop hung
 /// silently; now they panic with a message that says what to do.
 fn misuse_of_a_stop_panics_with_a_message() {
     let message = |r: std::thread::Result<()>| -> String {
@@ -249,7 +248,7 @@ fn misuse_of_a_stop_panics_with_a_message() {
     drop(gcmalloc::stop_the_world()); // the misuse left nothing behind
 }
 
-/// Finding 7: `stop_the_world_timeout(200 ms)` returned after 3 s while
+/// `stop_the_world_timeout(200 ms)` returned after 3 s while
 /// another thread held a stop: the deadline now covers waiting for the turn.
 fn a_timeout_covers_waiting_for_another_stop() {
     let (held, wait) = mpsc::channel();
@@ -275,7 +274,7 @@ fn a_timeout_covers_waiting_for_another_stop() {
     holder.join().unwrap();
 }
 
-/// Finding 7: a registered thread that blocks while attached made every stop
+/// A registered thread that blocks while attached made every stop
 /// wait forever without a word. `stop_the_world()` now reports it (here to
 /// a hook) and keeps waiting; `ThreadHandle::blocking` is the fix.
 fn a_stop_reports_a_thread_blocked_while_attached() {
@@ -351,7 +350,7 @@ fn with_a_stuck_thread(body: impl FnOnce()) {
     stuck.join().unwrap();
 }
 
-/// Finding 8: with a thread stuck attached, a loop of 8 MiB allocations
+/// With a thread stuck attached, a loop of 8 MiB allocations
 /// reached 1.7 GB of RSS: freed large/huge pages waited for a goal that
 /// never came, and no later allocation reused them. Now a pending page that
 /// fits is reused.
@@ -374,7 +373,7 @@ fn a_stuck_thread_does_not_pile_up_large_blocks() {
     });
 }
 
-/// Finding 8: a registered thread that retired items and then detached (for
+/// A registered thread that retired items and then detached (for
 /// I/O, say) held them until it came back; now detaching hands them to the
 /// orphan queue, which the other threads' quiescent states process.
 fn items_of_a_detached_thread_are_reclaimed_without_it() {
@@ -406,7 +405,7 @@ fn items_of_a_detached_thread_are_reclaimed_without_it() {
     holder.join().unwrap();
 }
 
-/// Finding 8: orphans (items of exited threads) survived 10,000 quiescent
+/// Orphans (items of exited threads) survived 10,000 quiescent
 /// states of the only other thread; its quiescent states now process them.
 fn orphans_are_reclaimed_by_quiescent_states_alone() {
     DROPPED.store(0, SeqCst);
@@ -551,7 +550,7 @@ fn main() {
         test();
         println!("test {name} ... ok");
     }
-    // Finding 5, at process exit: main keeps a registration to the end, and
+    // At process exit: main keeps a registration to the end, and
     // an `atexit` handler registers again (it used to abort the process).
     std::mem::forget(register_thread());
     extern "C" fn registers_at_exit() {

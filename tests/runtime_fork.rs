@@ -1,5 +1,4 @@
-//! `fork()` against the registered-thread runtime (the thread-runtime
-//! issue's finding 6): the child used to inherit the registrations of
+//! `fork()` against the registered-thread runtime: the child used to inherit the registrations of
 //! threads it does not have (0 of 1,000 retired objects reclaimed, and a
 //! stop that hung), a stop held by another thread at the fork (the child
 //! blocked forever), and during thread churn a page frozen "being freed".

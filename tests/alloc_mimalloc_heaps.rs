@@ -1,4 +1,4 @@
-//! C-side findings of mimalloc's own tests on our tree, reached through the
+//! What mimalloc's own tests exercise on our tree, reached through the
 //! renamed C API (separate heaps, the abandoned-block walk):
 //! none is reachable through gcmalloc's Rust API, but a runtime that links
 //! the C API, or a future use of separate heaps, walks straight into them.
