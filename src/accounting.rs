@@ -81,8 +81,7 @@ pub fn release_free_memory() {
 /// The estimate tracks the bytes of live blocks (block size, so up to
 /// size-class rounding above what the program asked for). Counting every
 /// allocation would cost the fast path, so the patched allocator
-/// (`vendor/patches/0001-full-page-accounting.patch`, meaning changed by
-/// `0004-live-bytes-accounting.patch`) counts per page, on slow paths only.
+/// (`csrc/accounting.c`) counts per page, on slow paths only.
 /// Every page carries the bytes it contributes:
 ///
 /// * a small or medium page (blocks up to 8 KiB in 64 KiB pages, up to

@@ -31,7 +31,7 @@ Invariants
   runs on another thread's heap (e.g. during a stop-the-world) finds the right
   list.
 
-The goals come from gcmalloc's QSBR (Rust, `src/type_stable.rs`) through two
+The goals come from gcmalloc's QSBR (Rust, `src/runtime/type_stable.rs`) through two
 hooks installed at run time; until they are installed every page is freed at
 once, exactly as in stock mimalloc.
 -----------------------------------------------------------------------------*/
@@ -43,7 +43,7 @@ once, exactly as in stock mimalloc.
 #include "mimalloc/internal.h"
 #include "mimalloc/atomic.h"
 
-// `mi_page_t` keeps stock's size on 64-bit: 12 words (0001's `acct_bytes`
+// `mi_page_t` keeps stock's size on 64-bit: 12 words (`acct_bytes`
 // took the padding word, the 32-bit goal the padding after `heap_tag`), and 2
 // keys of encoded free lists or padding. `mi_free` finds a page by indexing
 // the segment's slice entries with it (12 words: two instructions; 13: three),
@@ -61,7 +61,7 @@ _Static_assert(sizeof(mi_segment_t) <= MI_SEGMENT_SLICE_SIZE, "the segment heade
 
 // A page reference: the page's segment number (its address / 32 MiB; segments
 // are aligned to their size) above its slice index, in 32 bits; that names
-// every page of a segment below 2^48 (the space patch 0008's segment map
+// every page of a segment below 2^48 (the space the extended segment map
 // covers). Segment number 0 names no page (address 0 is never mapped), so 0
 // means none and small values are markers (`MI_DELAY_FIRST`, `..._ABANDONED`).
 #define MI_DELAY_INDEX_BITS  (MI_SEGMENT_SHIFT - MI_SEGMENT_SLICE_SHIFT)
@@ -179,7 +179,7 @@ static void mi_delay_abandoned_add(mi_page_t* page, bool add) {
 }
 
 // A page waiting for its goal holds no live data, so the live-bytes accounting
-// (src/accounting.c) does not count it: sync an owned page when its goal is
+// (accounting.c) does not count it: sync an owned page when its goal is
 // set or dropped (a large/huge page counts by its goal, not by `used`).
 static void mi_page_delay_recount(mi_page_t* page) {
   mi_heap_t* const heap = mi_page_heap(page);

@@ -65,7 +65,7 @@ static void mi_heap_acct_add(mi_heap_t* heap, bool large, intptr_t delta) {
 
 // The bytes a page owned by a heap should carry (`queued`: in one of its queues).
 // A large/huge page never serves another block while it waits for its QSBR
-// goal (src/page-delay.c), so a pending one holds no live data; a pending
+// goal (page-delay.c), so a pending one holds no live data; a pending
 // small/medium page may be reused by the fast path, and its `used` says so.
 static size_t mi_page_acct_due(const mi_page_t* page, bool queued) {
   if (!queued) return 0;
