@@ -11,6 +11,11 @@ for debug in 0 2; do
   cc -fsyntax-only -Wall -Werror -DMI_DEBUG=$debug -Ivendor/mimalloc/include -I. vendor/mimalloc/src/static.c
 done
 
+step "layers: no import runs up a layer (root < runtime < pacing), drawn by scripts/layers.py"
+mkdir -p target
+python3 scripts/layers.py > target/layers.txt || { sed -n '/run up/,$p' target/layers.txt; exit 1; }
+tail -1 target/layers.txt
+
 step "gates: rustfmt (rustfmt.toml), and clippy with the [lints] of Cargo.toml, warnings denied"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
