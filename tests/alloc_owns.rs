@@ -24,6 +24,11 @@ const GIB: usize = 1 << 30;
 const RACE_CHILD: &str = "GCMALLOC_OWNS_RACE_CHILD";
 /// How long the child races.
 const RACE_TIME: Duration = Duration::from_secs(3);
+/// Segments mapped and unmapped in that time, at least: about 2,600 on 2
+/// busy cores; far fewer means the race did not run. With mimalloc's
+/// `MI_DEBUG=2` (the `debug` feature) each one takes 50 ms (it clears the
+/// 32 MiB before the block when it resets it), and some 10 get through.
+const MIN_ROUNDS: usize = if cfg!(feature = "debug") { 4 } else { 100 };
 
 /// A block of 64 B aligned to 1 GiB gets a segment of its own from the OS
 /// (32 MiB of header slices, then the block's 64 KiB slice), unmapped when
@@ -34,6 +39,7 @@ fn race_owns_against_unmapping() {
     let last = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let probes = AtomicUsize::new(0);
+    let rounds = AtomicUsize::new(0);
     // More threads than cores: a prober preempted between its map read and
     // its header read is what lets an unmapping slip in.
     thread::scope(|s| {
@@ -47,6 +53,7 @@ fn race_owns_against_unmapping() {
                     last.store(p as usize, Relaxed);
                     // SAFETY: allocated above with this layout, freed once.
                     unsafe { GLOBAL.dealloc(p, layout) };
+                    rounds.fetch_add(1, Relaxed);
                 }
             });
         }
@@ -71,7 +78,12 @@ fn race_owns_against_unmapping() {
         thread::sleep(RACE_TIME);
         stop.store(true, Relaxed);
     });
-    println!("{} probes", probes.load(Relaxed));
+    let (rounds, probes) = (rounds.load(Relaxed), probes.load(Relaxed));
+    println!("{rounds} segments mapped and unmapped, {probes} probes");
+    assert!(
+        rounds >= MIN_ROUNDS && probes > 0,
+        "the race barely ran: {rounds} segments mapped and unmapped, {probes} probes in {RACE_TIME:?}"
+    );
 }
 
 /// Runs the race in a child process and fails with its status if it crashed.
