@@ -22,6 +22,13 @@ files), which `build.rs` compiles with the crate's root on the include path.
 #include "mimalloc.h"
 #include "mimalloc/types.h"
 
+// Delayed page reuse holds every emptied page until its QSBR goal. With
+// MI_HUGE_PAGE_ABANDON a huge page leaves its heap at allocation and the
+// thread that frees its block frees the page at once: no goal, no wait.
+#if MI_HUGE_PAGE_ABANDON
+#error "gcmalloc: MI_HUGE_PAGE_ABANDON=1 frees huge pages without waiting for their QSBR goal (delayed page reuse); build without it"
+#endif
+
 // ---------------------------------------------------------------------------
 // The API gcmalloc's Rust side calls.
 // ---------------------------------------------------------------------------
