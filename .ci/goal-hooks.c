@@ -1,6 +1,6 @@
 /* Goal hooks for the sanitizer stress runs (.ci/sanitize-stress.sh): installed
    before `main`, they hold every emptied page back for 20-30 ms (a tag per
-   10 ms tick of the monotonic clock), so test-stress's threads reuse waiting
+   10 ms tick of the monotonic clock), so the stress program's threads reuse waiting
    pages, abandon them with goals pending at thread exit, and reclaim and
    release them on other threads: the paths of delayed page reuse, under the
    sanitizer, without gcmalloc's Rust side. Like gcmalloc's own hooks they

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# mimalloc's own multi-threaded stress test (upstream v2.3.2's test-stress.c,
-# vendor/mimalloc-test/) against the patched tree (vendor/mimalloc + csrc/),
-# built from source with a sanitizer, in a short form (a few seconds each):
+# A multi-threaded stress program in the manner of mimalloc's test-stress
+# (.ci/stress.c: upstream's v2.3.2 copy is in no registry package) against
+# the patched tree (vendor/mimalloc + csrc/), built from source with a
+# sanitizer, in a short form (a few seconds each):
 #   thread      ThreadSanitizer (MI_TSAN=1, upstream's setting), goal hooks
 #               not installed (stock behaviour), then with .ci/goal-hooks.c
 #               holding every emptied page back for 20-30 ms
@@ -25,7 +26,7 @@ build() {  # build NAME SANITIZER EXTRA-FLAGS... -- EXTRA-SOURCES...
   srcs=("$@")
   "$cc" -O1 -g -fno-omit-frame-pointer -fsanitize="$san" -fno-sanitize-recover=all \
     -DMI_DEBUG=2 -Wall -Werror "${flags[@]}" -Ivendor/mimalloc/include -I. \
-    vendor/mimalloc/src/static.c vendor/mimalloc-test/test-stress.c "${srcs[@]}" \
+    vendor/mimalloc/src/static.c .ci/stress.c "${srcs[@]}" \
     -o "$out/$name" -lpthread
 }
 

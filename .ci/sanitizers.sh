@@ -11,7 +11,7 @@ for t in $vg_tests; do
   valgrind --quiet --error-exitcode=99 "$bin" --test-threads=1 | grep 'test result'
 done
 
-step "ThreadSanitizer and UBSan: mimalloc's test-stress on the patched C (vendor/mimalloc + csrc/), goal hooks off and on"
+step "ThreadSanitizer and UBSan: a stress program (.ci/stress.c) on the patched C (vendor/mimalloc + csrc/), goal hooks off and on"
 .ci/sanitize-stress.sh thread undefined
 
 # The sanitizer passes need the nightly toolchain the machine image carries
