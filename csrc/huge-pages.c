@@ -46,7 +46,7 @@ static size_t mi_thp_threshold(void) {
   size_t t = mi_atomic_load_relaxed(&mi_thp_threshold_bytes);
   if mi_likely(t != MI_THP_UNSET) return t;
   t = MI_THP_THRESHOLD_DEFAULT;
-  char buf[32];
+  char buf[64];  // _mi_getenv wants at least 64 bytes
   if (_mi_getenv("GCMALLOC_HUGE_PAGE_THRESHOLD_MIB", buf, sizeof(buf))) {
     char* end = NULL;
     const long long mib = strtoll(buf, &end, 10);
