@@ -116,12 +116,16 @@
 mod accounting;
 mod allocator;
 mod ffi;
+mod huge_pages;
 mod pacing;
 mod runtime;
 mod sync;
 
 pub use accounting::{audit, estimate, refresh_estimate, release_free_memory, thread_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
+pub use huge_pages::{
+    huge_page_deferred_arenas, huge_page_threshold, set_huge_page_threshold, DEFAULT_HUGE_PAGE_THRESHOLD,
+};
 pub use pacing::debt::DebtMeter;
 pub use pacing::trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use runtime::qsbr;
