@@ -172,3 +172,45 @@ fn exit_hand_off_with_a_retire_from_drop() {
         assert_eq!(qsbr::stats().pending_items, 0, "nothing stuck in a queue");
     });
 }
+
+/// Ends the current thread's registration from a reclaimed object's `Drop`
+/// (what dropping the thread's last handle there does).
+struct EndsRegistration;
+
+impl Drop for EndsRegistration {
+    fn drop(&mut self) {
+        gcmalloc::__loom_exit_guard();
+    }
+}
+
+/// A reclaimed object's `Drop` ends its thread's registration while another
+/// thread registers, retires and unregisters, perhaps in the freed slot. The
+/// reclaiming loop must not touch the slot after the `Drop` (loom reports
+/// two threads using one slot's queue unordered), and every item is dropped.
+#[test]
+fn a_drop_ending_the_registration_mid_reclaim_leaves_the_slot_to_its_next_owner() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let other = {
+            let drops = drops.clone();
+            thread::spawn(move || {
+                let me = gcmalloc::register_thread();
+                qsbr::retire(Box::new(Chain { next: None, drops }));
+                me.quiescent();
+                drop(me);
+            })
+        };
+        let me = gcmalloc::register_thread();
+        qsbr::retire(Box::new(EndsRegistration));
+        qsbr::retire(Box::new(Chain { next: None, drops: drops.clone() }));
+        me.quiescent(); // seals the batch (a poll at every quiescent state under loom)
+        me.quiescent(); // past its goal: reclaims, and the first Drop ends the registration
+        drop(me); // its registration already ended: a no-op
+        other.join().unwrap();
+        let last = gcmalloc::register_thread(); // no one else holds a goal now
+        last.quiescent();
+        drop(last);
+        assert_eq!(drops.load(Ordering::Relaxed), 2, "each item dropped once");
+        assert_eq!(qsbr::stats().pending_items, 0, "nothing stuck in a queue");
+    });
+}
