@@ -8,6 +8,8 @@
 //! `cargo test --test runtime_user_code [-- NAME]` runs every test, or those
 //! whose name contains NAME.
 
+#[path = "common/stuck.rs"]
+mod stuck;
 #[path = "common/watchdog.rs"]
 mod watchdog;
 
@@ -19,6 +21,7 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use gcmalloc::{qsbr, register_thread, ThreadHandle};
+use stuck::with_a_stuck_thread;
 use watchdog::within;
 
 #[global_allocator]
@@ -304,28 +307,6 @@ fn an_attach_from_a_drop_during_the_exit_hand_off_holds_no_goal() {
         stats.laggard.map(|l| l.to_string())
     );
     invariants(start, "an attach during the exit hand-off");
-}
-
-/// Runs `body` while a registered thread sits attached without quiescent
-/// states (a stop waits for it), then releases it.
-fn with_a_stuck_thread<T>(body: impl FnOnce(&mpsc::Sender<()>) -> T) -> T {
-    let (registered, wait) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let stuck = thread::Builder::new()
-        .name("stuck".into())
-        .spawn(move || {
-            let me = register_thread();
-            registered.send(()).unwrap();
-            let _ = released.recv_timeout(LIMIT);
-            me.quiescent();
-            drop(me);
-        })
-        .unwrap();
-    wait.recv().unwrap();
-    let out = body(&release);
-    let _ = release.send(());
-    stuck.join().unwrap();
-    out
 }
 
 /// Releases the stuck thread `release` after `after`, from another thread.

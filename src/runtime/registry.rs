@@ -379,6 +379,8 @@ impl Registry {
     /// even from the user code that the rest of unregistering may run, while
     /// the slot stays this thread's until [`Registry::unregister`].
     pub(crate) fn end(&self, slot: &Slot) {
+        // Relaxed: read back by this thread only (`Registration::live_slot`);
+        // the slot's next owner is ordered after it by the registry mutex.
         slot.generation.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -124,6 +124,8 @@ pub(crate) fn fork_release(hold: ForkHold) {
 pub(crate) fn fork_child(mut hold: ForkHold, inner: &mut MutexGuard<'_, RegistryInner>) {
     let mine = HOLDS_STOP.try_with(Cell::get).unwrap_or(false);
     inner.stopping = mine;
+    // Release, as every count-down is: the stop's Acquire load of it then
+    // ends its wait. (One thread: no other order to keep.)
     world().remaining.store(0, Ordering::Release);
     *hold.requester = if mine { Some(thread::current()) } else { None };
     fork_release(hold);
