@@ -560,6 +560,63 @@ fn a_stop_in_a_fork_child_does_not_wait_for_threads_it_lacks() {
     assert_eq!(status, 0, "the child's stop failed");
 }
 
+/// A stall report is user code too: one that ends its own thread's
+/// registration while the stop waits, and lets another thread register,
+/// leaves a stop that returns `Ok` with that thread parked (it registered
+/// during the stop, so it waits for the restart).
+fn a_stall_report_that_ends_its_threads_registration() {
+    static GO: Mutex<Option<mpsc::Sender<()>>> = Mutex::new(None);
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    static LOOPS: AtomicUsize = AtomicUsize::new(0);
+    fn ends_registration(_: &gcmalloc::StallError) {
+        drop_kept_handle();
+        if let Some(go) = GO.lock().unwrap().take() {
+            let _ = go.send(());
+        }
+    }
+    let start = registered();
+    let (go, b_go) = mpsc::channel::<()>();
+    *GO.lock().unwrap() = Some(go);
+    let (stop_b, b_stop) = mpsc::channel::<()>();
+    let b = thread::spawn(move || {
+        if b_go.recv_timeout(LIMIT).is_err() {
+            return;
+        }
+        let me = register_thread(); // waits while the world is stopped
+        REGISTERED.store(true, SeqCst);
+        while b_stop.try_recv().is_err() {
+            LOOPS.fetch_add(1, SeqCst);
+            me.quiescent();
+        }
+    });
+    gcmalloc::set_stall_report(Duration::from_millis(20), ends_registration);
+    let (before, after) = with_a_stuck_thread(|release| {
+        within(LIMIT, "a stop whose stall report ends its registration", {
+            let release = release.clone();
+            move || {
+                register_into_thread_local();
+                let releaser = thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(200)); // after a report
+                    let _ = release.send(());
+                });
+                let world = gcmalloc::stop_the_world();
+                let before = LOOPS.load(SeqCst);
+                thread::sleep(Duration::from_millis(50));
+                let after = LOOPS.load(SeqCst);
+                drop(world);
+                releaser.join().unwrap();
+                (before, after)
+            }
+        })
+    });
+    gcmalloc::set_stall_report(Duration::from_secs(1), |s| eprintln!("gcmalloc: {s}; still waiting"));
+    let _ = stop_b.send(());
+    b.join().unwrap();
+    assert_eq!(before, after, "a thread ran {} loops while the world was stopped", after - before);
+    assert!(REGISTERED.load(SeqCst), "the other thread registered once the stop ended");
+    invariants(start, "a stall report ending its registration");
+}
+
 /// Runs without libtest (`harness = false` in Cargo.toml): the invariants
 /// are process wide, and the fork tests need a process without idle harness
 /// threads.
@@ -602,6 +659,7 @@ fn main() {
         ("deadlines_saturate_and_stall_reports_have_a_floor", deadlines_saturate_and_stall_reports_have_a_floor),
         ("pending_bytes_saturate", pending_bytes_saturate),
         ("every_operation_from_a_reclaimed_drop", every_operation_from_a_reclaimed_drop),
+        ("a_stall_report_that_ends_its_threads_registration", a_stall_report_that_ends_its_threads_registration),
         #[cfg(unix)]
         (
             "a_stop_in_a_fork_child_does_not_wait_for_threads_it_lacks",
