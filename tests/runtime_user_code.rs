@@ -191,7 +191,8 @@ fn a_drop_ending_the_registration_mid_reclaim_leaves_the_next_owner_alone() {
 /// `stop_the_world_timeout` detached its registered caller while it waited
 /// for the stop turn; the detach reclaimed, a reclaimed `Drop` ended the
 /// registration, and the stop then attached the freed slot and waited on it
-/// forever, its deadline ignored.
+/// forever, its deadline ignored. (The wait for the turn now reclaims
+/// nothing.)
 fn a_stop_whose_caller_ends_its_registration_in_a_drop_keeps_its_deadline() {
     let start = registered();
     let ok = within(LIMIT, "a stop from a thread whose retired Drop ends its registration", || {
@@ -469,7 +470,8 @@ enum Trigger {
     Quiescent,
     /// A detach hands the queue off.
     Detach,
-    /// A stop detaches its caller while it waits for its turn.
+    /// A stop detaches its caller while it waits for its turn (which
+    /// reclaims nothing: the item goes at the thread's exit at the latest).
     Stop,
     /// The thread exits: the exit guard hands the queue off.
     Exit,
