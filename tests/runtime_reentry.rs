@@ -491,19 +491,7 @@ fn a_churn_of_everything_keeps_the_invariants() {
 /// Runs without libtest (`harness = false` in Cargo.toml): the invariants
 /// are process wide (registered threads, dropped objects).
 fn main() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let expected = ["(on purpose)", "holds a StopTheWorld"];
-        let text = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        if !expected.iter().any(|e| text.contains(e)) {
-            report(info);
-        }
-    }));
+    watchdog::silence_expected_panics(&["(on purpose)", "holds a StopTheWorld"]);
     let tests: [(&str, fn()); 12] = [
         ("retiring_from_a_drop_at_thread_exit", retiring_from_a_drop_at_thread_exit),
         ("a_handle_in_a_thread_local_outlives_the_exit_guard", a_handle_in_a_thread_local_outlives_the_exit_guard),

@@ -320,14 +320,7 @@ fn release_after(release: &mpsc::Sender<()>, after: Duration) -> thread::JoinHan
 }
 
 fn panic_message(r: thread::Result<()>) -> String {
-    match r {
-        Ok(()) => "no panic".into(),
-        Err(e) => e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default(),
-    }
+    r.map_or_else(|e| watchdog::panic_text(&*e), |()| "no panic".into())
 }
 
 /// `stop_the_world_timeout(Duration::MAX)` and a stall report every
@@ -623,18 +616,7 @@ fn a_stall_report_that_ends_its_threads_registration() {
 /// are process wide, and the fork tests need a process without idle harness
 /// threads.
 fn main() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let text = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        if !text.contains("holds a StopTheWorld") {
-            report(info);
-        }
-    }));
+    watchdog::silence_expected_panics(&["holds a StopTheWorld"]);
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     let tests: &[(&str, fn())] = &[
         (

@@ -62,3 +62,25 @@ pub fn in_child(limit: Duration, what: &str, check: impl FnOnce() -> i32) -> i32
     }
     wait_child(pid, limit, what)
 }
+
+/// The text of a panic's payload ("" if it is not a string).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// Keeps the panic hook quiet about panics a test provokes on purpose (whose
+/// message contains one of `expected`); every other panic is reported as
+/// before.
+pub fn silence_expected_panics(expected: &'static [&'static str]) {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = panic_text(info.payload());
+        if !expected.iter().any(|e| text.contains(e)) {
+            report(info);
+        }
+    }));
+}
