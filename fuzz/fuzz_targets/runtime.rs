@@ -261,7 +261,13 @@ fn run(ops: Vec<u8>) {
                     // SAFETY: QSBR keeps a retired object alive until this
                     // thread's next quiescent state or detach.
                     if let Some(t) = unsafe { p.as_ref() } {
-                        assert_eq!(t.state, LIVE, "an object was dropped while a reader held it");
+                        // A read section long enough for a stop to overlap.
+                        for _ in 0..256 {
+                            // SAFETY: `t` stays live until this thread's next
+                            // quiescent state (what the assert checks).
+                            let state = unsafe { std::ptr::read_volatile(&t.state) };
+                            assert_eq!(state, LIVE, "an object was dropped while a reader held it");
+                        }
                     }
                     READING.fetch_sub(1, Ordering::SeqCst);
                 }
