@@ -33,8 +33,8 @@ fn marked_for_huge_pages(addr: usize) -> bool {
 }
 
 /// Live blocks of 1 KiB adding up to `bytes`.
-fn hold(bytes: usize) -> Vec<Box<[u8; 1024]>> {
-    (0..bytes / 1024).map(|i| Box::new([i as u8; 1024])).collect()
+fn hold(bytes: usize) -> Vec<Box<[u8]>> {
+    (0..bytes / 1024).map(|i| vec![i as u8; 1024].into_boxed_slice()).collect()
 }
 
 /// In a child process with `GCMALLOC_HUGE_PAGE_THRESHOLD_MIB=0` (stock
