@@ -4,6 +4,9 @@
 //! exact recount, and once everything is freed the accounting is back where it
 //! started.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 
@@ -141,6 +144,8 @@ fn run_rounds_with(registered: bool, between: impl Fn()) -> usize {
 /// Runs without libtest (`harness = false` in Cargo.toml): no other thread of
 /// this process allocates, or holds pages, while the test compares totals.
 fn main() {
-    counters_match_a_recount_at_every_quiescent_point();
-    println!("test counters_match_a_recount_at_every_quiescent_point ... ok");
+    runner::run(&[(
+        "counters_match_a_recount_at_every_quiescent_point",
+        counters_match_a_recount_at_every_quiescent_point,
+    )]);
 }

@@ -5,6 +5,9 @@
 //! measured the full-page scheme this replaces (it read 0 MiB with 100 MiB
 //! live after random frees, and 1,627 sweeps where an exact gate needed 96).
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -274,8 +277,8 @@ fn a_stop_refreshes_the_heaps_of_parked_threads() {
 /// Runs without libtest (`harness = false` in Cargo.toml): the figures are
 /// process wide, and no idle thread of a test harness may hold live bytes.
 fn main() {
-    for (name, test) in [
-        ("random_fragmentation_is_tracked_after_a_refresh", random_fragmentation_is_tracked_after_a_refresh as fn()),
+    runner::run(&[
+        ("random_fragmentation_is_tracked_after_a_refresh", random_fragmentation_is_tracked_after_a_refresh),
         ("steady_churn_is_tracked_without_a_refresh", steady_churn_is_tracked_without_a_refresh),
         (
             "a_trigger_on_the_estimate_sweeps_like_one_on_live_bytes",
@@ -283,9 +286,5 @@ fn main() {
         ),
         ("abandoned_pages_freed_into_stay_tracked", abandoned_pages_freed_into_stay_tracked),
         ("a_stop_refreshes_the_heaps_of_parked_threads", a_stop_refreshes_the_heaps_of_parked_threads),
-    ] {
-        println!("test {name} ...");
-        test();
-        println!("test {name} ... ok");
-    }
+    ]);
 }

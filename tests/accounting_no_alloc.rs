@@ -1,6 +1,9 @@
 //! `estimate()` and `usage()` never allocate (dhat testing mode counts every
 //! allocation made through the global allocator).
 
+#[path = "common/runner.rs"]
+mod runner;
+
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
@@ -23,6 +26,5 @@ fn estimate_and_usage_do_not_allocate() {
 /// Runs without libtest (`harness = false`): this is the only thread, so
 /// dhat's process-wide counts are this check's.
 fn main() {
-    estimate_and_usage_do_not_allocate();
-    println!("test estimate_and_usage_do_not_allocate ... ok");
+    runner::run(&[("estimate_and_usage_do_not_allocate", estimate_and_usage_do_not_allocate)]);
 }

@@ -2,6 +2,9 @@
 //! a page is full, its thread exits (abandoned), another thread frees a block
 //! into it, a third thread reclaims it and fills it again.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 
@@ -94,6 +97,8 @@ fn full_abandoned_freed_reclaimed_refilled_is_counted_once() {
 /// Runs without libtest (`harness = false` in Cargo.toml): no other thread of
 /// this process allocates, or holds pages, while the test compares totals.
 fn main() {
-    full_abandoned_freed_reclaimed_refilled_is_counted_once();
-    println!("test full_abandoned_freed_reclaimed_refilled_is_counted_once ... ok");
+    runner::run(&[(
+        "full_abandoned_freed_reclaimed_refilled_is_counted_once",
+        full_abandoned_freed_reclaimed_refilled_is_counted_once,
+    )]);
 }

@@ -3,25 +3,21 @@
 //! with one live block stays resident), which is why RSS is no signal for a
 //! collector.
 
+#[path = "common/serial.rs"]
+mod serial;
+use serial::serial;
+
+#[path = "common/rss.rs"]
+mod rss;
+use rss::rss_bytes;
+
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 
-use std::sync::Mutex;
-
 const MIB: usize = 1 << 20;
-/// The tests measure process-wide figures: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let resident: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    resident * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
-}
-
 #[test]
 fn large_blocks_count_when_allocated_and_uncount_when_freed() {
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = serial();
     let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(100);
     let before = gcmalloc::estimate();
     blocks.extend((0..100).map(|_| Vec::with_capacity(MIB)));
@@ -37,7 +33,7 @@ fn large_blocks_count_when_allocated_and_uncount_when_freed() {
 
 #[test]
 fn small_blocks_are_tracked_and_freeing_lowers_the_estimate_but_not_rss() {
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = serial();
     const BLOCK: usize = 1024;
     const COUNT: usize = 100 * MIB / BLOCK;
     let mut blocks: Vec<Box<[u8; BLOCK]>> = Vec::with_capacity(COUNT);

@@ -1,6 +1,10 @@
 //! `GcMalloc` honours every power-of-two alignment, through realloc too, and
 //! returns null (never aborts) for requests it cannot satisfy.
 
+#[path = "common/rss.rs"]
+mod rss;
+use rss::rss_bytes;
+
 use std::alloc::{GlobalAlloc, Layout};
 
 use gcmalloc::GcMalloc;
@@ -185,22 +189,17 @@ fn owns_every_byte_of_every_block() {
     }
 }
 
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
-}
-
 #[test]
 fn zeroed_blocks_with_a_huge_alignment_are_not_touched_when_fresh() {
     // Over 16 MiB of alignment, mimalloc zeroed the whole block even when
     // the OS had just handed it over zeroed: 4 GiB took 25 s and 4 GiB of
     // RSS (plain alloc_zeroed: microseconds, nothing touched).
     let layout = Layout::from_size_align(1 << 30, 1 << 25).unwrap();
-    let before = rss();
+    let before = rss_bytes();
     // SAFETY: non-zero size.
     let p = unsafe { GcMalloc.alloc_zeroed(layout) };
     assert!(!p.is_null());
-    let grew = rss().saturating_sub(before);
+    let grew = rss_bytes().saturating_sub(before);
     assert!(grew < 64 << 20, "RSS grew by {} MiB for a fresh zeroed 1 GiB block", grew >> 20);
     assert_eq!(p as usize % (1 << 25), 0);
     // SAFETY: the block has `layout.size()` readable bytes.

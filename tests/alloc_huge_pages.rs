@@ -3,6 +3,9 @@
 //! passes the threshold its arena is. Runs on the process's only thread
 //! (no harness): arenas and the threshold are process-wide.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 
@@ -51,6 +54,10 @@ fn main() {
     if std::env::var_os("GCMALLOC_HUGE_PAGE_THRESHOLD_MIB").is_some() {
         return stock_threshold_child();
     }
+    runner::run(&[("huge_pages_by_heap_size", huge_pages_by_heap_size)]);
+}
+
+fn huge_pages_by_heap_size() {
     let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     if mode.is_empty() || mode.contains("[never]") || std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         println!("test huge_pages_by_heap_size ... skipped: transparent huge pages are off here ({})", mode.trim());
@@ -78,5 +85,4 @@ fn main() {
         .output()
         .expect("running the test binary again");
     assert!(child.status.success(), "the stock-threshold child failed:\n{}", String::from_utf8_lossy(&child.stderr));
-    println!("test huge_pages_by_heap_size ... ok");
 }

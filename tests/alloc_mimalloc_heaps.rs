@@ -10,6 +10,9 @@
 //!   (MI_DEBUG=2) aborted when the page was finally freed;
 //! * the segment header took two slices (`mi_page_t` had grown by 4 words).
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use core::ffi::{c_int, c_long, c_void};
 
 #[global_allocator]
@@ -162,13 +165,9 @@ fn the_segment_header_takes_one_slice_as_in_stock() {
 fn main() {
     // SAFETY: sets a mimalloc option before any thread of this process exits.
     unsafe { mi_option_set(MI_OPTION_VISIT_ABANDONED, 1) };
-    let tests: [(&str, fn()); 3] = [
+    runner::run(&[
         ("audit_is_exact_after_a_walk_of_abandoned_blocks", audit_is_exact_after_a_walk_of_abandoned_blocks),
         ("a_deleted_heap_hands_its_waiting_pages_over_whole", a_deleted_heap_hands_its_waiting_pages_over_whole),
         ("the_segment_header_takes_one_slice_as_in_stock", the_segment_header_takes_one_slice_as_in_stock),
-    ];
-    for (name, test) in tests {
-        test();
-        println!("test {name} ... ok");
-    }
+    ]);
 }

@@ -5,6 +5,9 @@
 //! The race runs in a child process (this binary, started again), so a crash
 //! fails the test with a message instead of ending the test run.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -153,13 +156,9 @@ fn main() {
         race_owns_against_unmapping();
         return;
     }
-    let tests: [(&str, fn()); 3] = [
+    runner::run(&[
         ("owns_every_byte_of_a_block_over_4_gib", owns_every_byte_of_a_block_over_4_gib),
         ("owns_is_false_past_a_segment_end", owns_is_false_past_a_segment_end),
         ("owns_never_crashes_while_segments_are_unmapped", owns_never_crashes_while_segments_are_unmapped),
-    ];
-    for (name, test) in tests {
-        test();
-        println!("test {name} ... ok");
-    }
+    ]);
 }

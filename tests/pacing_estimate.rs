@@ -1,6 +1,10 @@
 //! `MemorySource::Estimate` drives the gate from gcmalloc's own accounting:
 //! it rises as memory is held and falls when it is freed.
 
+#[path = "common/serial.rs"]
+mod serial;
+use serial::serial;
+
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 
@@ -8,12 +12,9 @@ use gcmalloc::{GcTrigger, MemorySource};
 
 const MIB: usize = 1 << 20;
 
-/// The estimate is process-wide: the tests take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn estimate_gate_opens_on_growth_and_baseline_falls_after_frees() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let trigger = GcTrigger::builder().source(MemorySource::Estimate).build();
     let start = trigger.baseline();
     let blocks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; MIB]).collect();
@@ -34,7 +35,7 @@ fn estimate_gate_opens_on_growth_and_baseline_falls_after_frees() {
 /// worth, less the allocations already charged; no growth is no debt.
 #[test]
 fn debt_meter_charges_growth_beyond_the_count() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let mut meter = gcmalloc::DebtMeter::new();
     let payload = vec![1u8; 16 * MIB];
     let live = gcmalloc::estimate() / 1024; // objects of 1 KiB on average

@@ -12,9 +12,12 @@
 //! With the delay on the run must see zero violations; with it off it must
 //! see some, which shows the test can fail.
 
+#[path = "common/serial.rs"]
+mod serial;
+use serial::serial;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,8 +25,6 @@ use gcmalloc::GcMalloc;
 
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const TYPE_TAG: u64 = 0x0b1e_c7ed_0b1e_c7ed;
 const POISON: u64 = 0xbbbb_bbbb_bbbb_bbbb;
@@ -203,7 +204,7 @@ fn poison_other_classes() {
 
 #[test]
 fn optimistic_readers_never_see_another_size_class() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let r = run(true, Duration::from_secs(2));
     println!("delay on: {} reads, {} violations, {} torn", r.reads, r.violations, r.torn);
     assert!(r.reads > 1000, "readers made no progress");
@@ -216,7 +217,7 @@ fn optimistic_readers_never_see_another_size_class() {
 // reader could fault instead of seeing POISON.
 #[cfg_attr(feature = "debug", ignore = "stale reads may fault under MI_DEBUG")]
 fn without_the_delay_optimistic_readers_do_see_other_size_classes() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let r = run(false, Duration::from_secs(2));
     println!("delay off: {} reads, {} violations, {} torn", r.reads, r.violations, r.torn);
     assert!(r.violations > 0, "no violation without the delay: this test could not fail");

@@ -6,6 +6,9 @@
 //! Each child runs its checks and exits with a status; the parent waits for
 //! it under a deadline, so a hang fails the test instead of the test run.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -181,7 +184,7 @@ fn forking_during_thread_churn() {
 /// test harness with idle worker threads would test the harness too.
 #[cfg(unix)]
 fn main() {
-    let tests: [(&str, fn()); 4] = [
+    runner::run(&[
         ("the_child_keeps_only_the_forking_thread", the_child_keeps_only_the_forking_thread),
         ("forking_while_another_thread_holds_a_stop", forking_while_another_thread_holds_a_stop),
         (
@@ -189,15 +192,7 @@ fn main() {
             forking_while_holding_a_stop_then_restarting_in_the_child,
         ),
         ("forking_during_thread_churn", forking_during_thread_churn),
-    ];
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
-    for (name, test) in tests {
-        if !name.contains(filter.as_str()) {
-            continue;
-        }
-        test();
-        println!("test {name} ... ok");
-    }
+    ]);
 }
 
 #[cfg(not(unix))]

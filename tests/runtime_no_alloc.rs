@@ -2,6 +2,9 @@
 //! and the page hooks' goal functions never allocate: dhat counts every
 //! allocation in this process.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
@@ -34,6 +37,5 @@ fn quiescent_and_poll_do_not_allocate() {
 /// Runs without libtest (`harness = false`): this is the only thread, so
 /// dhat's process-wide counts are this check's.
 fn main() {
-    quiescent_and_poll_do_not_allocate();
-    println!("test quiescent_and_poll_do_not_allocate ... ok");
+    runner::run(&[("quiescent_and_poll_do_not_allocate", quiescent_and_poll_do_not_allocate)]);
 }

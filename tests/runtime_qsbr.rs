@@ -1,8 +1,12 @@
 //! QSBR behaviour under real threads. The tests share one process-wide
 //! registry, so each takes `serial()` first.
 
+#[path = "common/serial.rs"]
+mod serial;
+use serial::serial;
+
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -11,11 +15,6 @@ use gcmalloc::{register_thread, ThreadState};
 
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Polls `cond` for up to 10 s (an outer bound against hangs, not a timing
 /// assertion).

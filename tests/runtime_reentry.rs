@@ -7,6 +7,13 @@
 //! object dropped exactly once, `registered_threads` back to where it
 //! started, and a stop of the world that succeeds.
 
+#[path = "common/runner.rs"]
+mod runner;
+
+#[path = "common/rss.rs"]
+mod rss;
+use rss::rss_bytes;
+
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -317,24 +324,19 @@ fn a_stop_reports_a_thread_blocked_while_attached() {
     gcmalloc::set_stall_report(Duration::from_secs(1), |s| eprintln!("gcmalloc: {s}; still waiting"));
 }
 
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
-}
-
 /// With a thread stuck attached, a loop of 8 MiB allocations
 /// reached 1.7 GB of RSS: freed large/huge pages waited for a goal that
 /// never came, and no later allocation reused them. Now a pending page that
 /// fits is reused.
 fn a_stuck_thread_does_not_pile_up_large_blocks() {
     with_a_stuck_thread(|_| {
-        let before = rss();
+        let before = rss_bytes();
         let mut peak = before;
         for i in 0..200u8 {
             let block = vec![i; 8 << 20];
             std::hint::black_box(&block);
             drop(block);
-            peak = peak.max(rss());
+            peak = peak.max(rss_bytes());
         }
         let grew = peak - before;
         println!("  200 x 8 MiB with a stuck thread: peak RSS +{} MiB", grew >> 20);
@@ -492,7 +494,7 @@ fn a_churn_of_everything_keeps_the_invariants() {
 /// are process wide (registered threads, dropped objects).
 fn main() {
     watchdog::silence_expected_panics(&["(on purpose)", "holds a StopTheWorld"]);
-    let tests: [(&str, fn()); 12] = [
+    runner::run(&[
         ("retiring_from_a_drop_at_thread_exit", retiring_from_a_drop_at_thread_exit),
         ("a_handle_in_a_thread_local_outlives_the_exit_guard", a_handle_in_a_thread_local_outlives_the_exit_guard),
         ("registering_from_a_drop_at_thread_exit", registering_from_a_drop_at_thread_exit),
@@ -505,11 +507,7 @@ fn main() {
         ("items_of_a_detached_thread_are_reclaimed_without_it", items_of_a_detached_thread_are_reclaimed_without_it),
         ("orphans_are_reclaimed_by_quiescent_states_alone", orphans_are_reclaimed_by_quiescent_states_alone),
         ("a_churn_of_everything_keeps_the_invariants", a_churn_of_everything_keeps_the_invariants),
-    ];
-    for (name, test) in tests {
-        test();
-        println!("test {name} ... ok");
-    }
+    ]);
     // At process exit: main keeps a registration to the end, and
     // an `atexit` handler registers again (it used to abort the process).
     std::mem::forget(register_thread());

@@ -8,6 +8,8 @@
 //! `cargo test --test runtime_user_code [-- NAME]` runs every test, or those
 //! whose name contains NAME.
 
+#[path = "common/runner.rs"]
+mod runner;
 #[path = "common/stuck.rs"]
 mod stuck;
 #[path = "common/watchdog.rs"]
@@ -617,8 +619,7 @@ fn a_stall_report_that_ends_its_threads_registration() {
 /// threads.
 fn main() {
     watchdog::silence_expected_panics(&["holds a StopTheWorld"]);
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
-    let tests: &[(&str, fn())] = &[
+    runner::run(&[
         (
             "a_drop_ending_the_registration_mid_reclaim_leaves_the_next_owner_alone",
             a_drop_ending_the_registration_mid_reclaim_leaves_the_next_owner_alone,
@@ -649,11 +650,5 @@ fn main() {
             "a_stop_in_a_fork_child_does_not_wait_for_threads_it_lacks",
             a_stop_in_a_fork_child_does_not_wait_for_threads_it_lacks,
         ),
-    ];
-    for (name, test) in tests {
-        if name.contains(filter.as_str()) {
-            test();
-            println!("test {name} ... ok");
-        }
-    }
+    ]);
 }

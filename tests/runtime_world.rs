@@ -1,8 +1,12 @@
 //! Stop-the-world with real threads. The tests share the process-wide
 //! registry, so each takes `serial()` first.
 
+#[path = "common/serial.rs"]
+mod serial;
+use serial::serial;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -10,11 +14,6 @@ use gcmalloc::{register_thread, stop_the_world, stop_the_world_timeout, ThreadSt
 
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The seed-000 regression (CPython gh-151518): one thread stops the world
 /// in a tight loop, holding each stop ~50 µs; another sleeps detached and
