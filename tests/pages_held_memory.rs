@@ -94,7 +94,11 @@ fn a_waiting_large_page_keeps_its_block_start() {
             let again = alloc(plain);
             let reused = freed.contains(&again);
             free(again, plain);
-            println!("  {} MiB at {} KiB: {inside} of 24 stale pointers inside a newer object", size / MIB, align >> 10);
+            println!(
+                "  {} MiB at {} KiB: {inside} of 24 stale pointers inside a newer object",
+                size / MIB,
+                align >> 10
+            );
             assert_eq!(inside, 0, "{size} at {align}: a stale pointer pointed into a newer object");
             assert!(reused, "{size}: no waiting page was reused ({again:#x}, freed: {freed:x?})");
         }
@@ -224,7 +228,8 @@ fn purged_pages_read_zeros_and_serve_no_other_size_class() {
         let u = gcmalloc::usage();
         // SAFETY: type-stable memory: a waiting page, purged or not, stays
         // mapped and the page's until the goal, which the stuck thread holds.
-        let words: Vec<u64> = blocks.iter().map(|&b| unsafe { std::ptr::read_volatile((b as *const u64).add(1)) }).collect();
+        let words: Vec<u64> =
+            blocks.iter().map(|&b| unsafe { std::ptr::read_volatile((b as *const u64).add(1)) }).collect();
         let zeros = words.iter().filter(|&&w| w == 0).count();
         let foreign = words.iter().filter(|&&w| w != 0 && w != PATTERN).count();
         let mut others = Vec::new();
@@ -282,8 +287,14 @@ fn main() {
         ("a_new_thread_pair_each_round_holds_bounded_memory", a_new_thread_pair_each_round_holds_bounded_memory),
         ("shifting_size_classes_hold_at_most_the_budget", shifting_size_classes_hold_at_most_the_budget),
         ("pages_beyond_a_page_reference_are_counted_and_reused", pages_beyond_a_page_reference_are_counted_and_reused),
-        ("purged_pages_read_zeros_and_serve_no_other_size_class", purged_pages_read_zeros_and_serve_no_other_size_class),
-        ("the_budget_is_the_larger_of_its_floor_and_the_live_estimate", the_budget_is_the_larger_of_its_floor_and_the_live_estimate),
+        (
+            "purged_pages_read_zeros_and_serve_no_other_size_class",
+            purged_pages_read_zeros_and_serve_no_other_size_class,
+        ),
+        (
+            "the_budget_is_the_larger_of_its_floor_and_the_live_estimate",
+            the_budget_is_the_larger_of_its_floor_and_the_live_estimate,
+        ),
     ];
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let mut failed = 0;
