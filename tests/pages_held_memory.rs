@@ -129,6 +129,27 @@ fn producer_consumer_round(size: usize, count: usize) {
     consumer.join().unwrap();
 }
 
+/// A waiting huge page an exited thread left behind serves another heap's
+/// allocation of its size before the goal (its segment is reclaimed with the
+/// page's goal), rather than piling up beside new ones.
+fn an_exited_threads_waiting_huge_page_serves_another_heap() {
+    let layout = Layout::from_size_align(24 * MIB, 8).unwrap();
+    let (freed, again) = with_a_stuck_thread(|| {
+        let freed = thread::spawn(move || {
+            let p = alloc(layout);
+            free(p, layout);
+            p
+        })
+        .join()
+        .unwrap();
+        let again = alloc(layout);
+        free(again, layout);
+        (freed, again)
+    });
+    println!("  24 MiB freed by an exited thread at {freed:#x}, allocated again at {again:#x}");
+    assert_eq!(again, freed, "the exited thread's waiting huge page was not reused");
+}
+
 /// Large (8 MiB) and huge (24 MiB) blocks, allocated and freed by a new
 /// producer/consumer pair each round while a registered thread is stuck:
 /// RSS after 10 rounds stays within twice one round's footprint.
@@ -299,6 +320,10 @@ fn main() {
         ("a_waiting_large_page_keeps_its_block_start", a_waiting_large_page_keeps_its_block_start),
         ("a_new_thread_pair_each_round_holds_bounded_memory", a_new_thread_pair_each_round_holds_bounded_memory),
         ("shifting_size_classes_hold_at_most_the_budget", shifting_size_classes_hold_at_most_the_budget),
+        (
+            "an_exited_threads_waiting_huge_page_serves_another_heap",
+            an_exited_threads_waiting_huge_page_serves_another_heap,
+        ),
         ("pages_beyond_a_page_reference_are_counted_and_reused", pages_beyond_a_page_reference_are_counted_and_reused),
         (
             "purged_pages_read_zeros_and_serve_no_other_size_class",
