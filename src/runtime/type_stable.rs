@@ -94,10 +94,23 @@ pub fn page_reuse_delay() -> bool {
 
 /// Sets the floor of the held-memory budget, for the whole process: once
 /// waiting pages hold more than the larger of `bytes` and the live estimate
-/// ([`estimate`](crate::estimate)), a page that starts waiting is purged (its
-/// memory returned to the OS, its range kept for its size class until the
-/// goal; see the [module docs](self)). Default: 256 MiB. `usize::MAX` turns
-/// purging off; 0 purges every page past the live estimate.
+/// ([`estimate`](crate::estimate)), a page that starts waiting is *purged*.
+/// Default: 256 MiB. `usize::MAX` turns purging off; 0 purges every page past
+/// the live estimate.
+///
+/// A purged page's memory goes back to the OS (mimalloc's decommit, then
+/// committed again where the OS made it inaccessible), while its address
+/// range stays reserved, mapped, the page's, and out of any other size class
+/// until its QSBR goal: a stale reader reads zeros (on macOS, zeros or the
+/// bytes the page held), never another size class's data. Its own size class
+/// may allocate in it again, from its start, as in a fresh page. Reuse comes
+/// first: waiting pages stay reusable by their size class (large/huge ones by
+/// a later allocation that fits, in any heap), purged or not.
+/// [`Usage::delayed_bytes`](crate::Usage::delayed_bytes) counts what waiting
+/// pages hold committed (purged ones: nothing), the figure the budget bounds.
+/// The budget is checked when a page starts waiting: pages that began
+/// waiting under a larger budget (a higher live estimate) keep their memory
+/// until they are reused or reach their goal.
 ///
 /// ```
 /// # #[global_allocator] static G: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
