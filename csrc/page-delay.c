@@ -33,7 +33,13 @@ Invariants
   marked `delay_purged` and becomes as if fresh (`capacity` 0, no free list),
   so only its own size class may extend it again. A stale reader of it reads
   zeros (macOS: zeros or its old bytes), never another size class. Reuse comes
-  first: a waiting page stays reusable by its size class, purged or not.
+  first: a waiting page stays reusable by its size class, purged or not; a
+  large/huge allocation that finds no waiting page of its heap that fits
+  reclaims an abandoned segment holding one (mimalloc's segment reclaim: the
+  page joins the heap's FIFO with its goal), so exited threads' pages serve
+  any heap. The budget is checked when a page starts waiting: pages that
+  began waiting under a larger budget (a higher live estimate) keep their
+  memory until reused or released.
 - A waiting large/huge page is reused before its goal only for a block of the
   same kind that fits, starting where its last block started: never a page
   marked `delay_offset` (its block was handed out at an offset, for an
