@@ -42,6 +42,15 @@ files), which `build.rs` compiles with the crate's root on the include path.
 typedef uint32_t (mi_cdecl mi_page_goal_fun)(size_t page_bytes);
 typedef bool (mi_cdecl mi_goal_reached_fun)(uint32_t goal);
 mi_decl_export void mi_page_delay_set_hooks(mi_page_goal_fun* goal, mi_goal_reached_fun* reached) mi_attr_noexcept;
+// The held-memory budget: past the larger of `bytes` and the live estimate,
+// a page that starts waiting is purged (its memory returned to the OS, its
+// range kept). `mi_page_delay_budget` returns the budget in force now.
+mi_decl_export void   mi_page_delay_set_budget(size_t bytes) mi_attr_noexcept;
+mi_decl_export size_t mi_page_delay_budget(void) mi_attr_noexcept;
+// Tests only: treat every page as lying above 2^48, beyond a 32-bit page
+// reference (as on a machine with 5-level paging). Off unless turned on.
+mi_decl_export void   mi_page_delay_test_far(bool on) mi_attr_noexcept;
+#define MI_DELAY_BUDGET_DEFAULT  ((size_t)256 << 20)
 
 // Transparent huge pages by heap size (huge-pages.c): arenas are marked for
 // huge pages only once the estimate passes the threshold (bytes; 0: at
@@ -61,7 +70,7 @@ typedef struct mi_acct_usage_s {
   size_t error_bound;      // |estimate - (small + large + abandoned)| <= error_bound
   size_t undercount_bound; // heaps * one small/medium page per size class: the most that fast-path allocations since the last sync hold uncounted
   size_t delayed_pages;    // empty pages waiting for their QSBR goal (page-delay.c), in heaps and abandoned
-  size_t delayed_bytes;    // and their size (not part of the estimate)
+  size_t delayed_bytes;    // the bytes they hold committed: purged ones hold none (not part of the estimate)
 } mi_acct_usage_t;
 
 typedef struct mi_acct_audit_s {
@@ -113,12 +122,19 @@ void        _mi_heap_acct_unregister(mi_heap_t* heap);
 // Markers in `mi_delay_links_t.prev`; no page reference has these values.
 #define MI_DELAY_FIRST      ((uint32_t)1)   // the page is first in its heap's FIFO
 #define MI_DELAY_ABANDONED  ((uint32_t)2)   // the page waits for its goal in an abandoned segment
+#define MI_DELAY_FAR        ((uint32_t)3)   // no reference names the page: it waits in its page queue only
 
 // A page in use again drops a pending QSBR goal. Most pages have none:
 // checked inline, so the hooks on the page-retire and to-full paths cost a
 // load and a branch, not a call.
 static inline void _mi_page_delay_cancel(mi_page_t* page) {
   if mi_unlikely(page->qsbr_goal != 0) { _mi_page_delay_drop_goal(page); }
+}
+
+// An over-aligned allocation handed out the block of `page` at an offset: a
+// large/huge page (one block) then serves no other allocation before its goal.
+static inline void _mi_page_delay_offset(mi_page_t* page) {
+  if (mi_page_block_size(page) > MI_MEDIUM_OBJ_SIZE_MAX || mi_page_is_huge(page)) { page->flags.x.delay_offset = 1; }
 }
 
 // Syncs the live bytes `page` carries with `heap` when it enters (`queued`),

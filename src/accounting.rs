@@ -165,9 +165,11 @@ pub struct Usage {
     /// Empty pages waiting for their QSBR goal before they may serve another
     /// size class ([type-stable pages](crate::set_page_reuse_delay)), in
     /// live heaps and abandoned by exited threads. Not part of the estimate:
-    /// they hold no live data.
+    /// they hold no live data. Pages purged past the
+    /// [budget](crate::set_delayed_page_budget) count too.
     pub delayed_pages: usize,
-    /// The size of those pages, in bytes.
+    /// The bytes those pages hold committed (a purged page holds none): what
+    /// the [budget](crate::set_delayed_page_budget) bounds.
     pub delayed_bytes: usize,
 }
 

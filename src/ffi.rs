@@ -56,6 +56,10 @@ mimalloc_fns! {
     #[cfg(all(unix, not(loom)))]
     fn mi_acct_fork_lock(lock: bool);
     fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
+    fn mi_page_delay_set_budget(bytes: usize);
+    fn mi_page_delay_budget() -> usize;
+    /// Tests only: treat every page as lying above 2^48.
+    fn mi_page_delay_test_far(on: bool);
     fn mi_collect(force: bool);
     fn mi_thp_set_threshold(bytes: usize);
     fn mi_thp_get_threshold() -> usize;

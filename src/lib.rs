@@ -134,7 +134,11 @@ pub use runtime::registry::ThreadState;
 #[doc(hidden)]
 pub use runtime::thread::__loom_exit_guard;
 pub use runtime::thread::{register_thread, ThreadHandle};
-pub use runtime::type_stable::{page_reuse_delay, release_delayed_pages, set_page_reuse_delay};
+#[doc(hidden)]
+pub use runtime::type_stable::__test_treat_pages_as_far;
+pub use runtime::type_stable::{
+    delayed_page_budget, page_reuse_delay, release_delayed_pages, set_delayed_page_budget, set_page_reuse_delay,
+};
 pub use runtime::world::{
     set_stall_report, stop_the_world, stop_the_world_timeout, StallError, StalledThread, StopTheWorld,
 };

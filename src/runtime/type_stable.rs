@@ -23,6 +23,38 @@
 //! module when a page empties. With no registered thread online, goals are
 //! reached at once and pages are freed exactly as in stock mimalloc.
 //!
+//! # Held memory
+//!
+//! While a registered thread does not quiesce (stuck attached, say), no goal
+//! is reached and emptied pages keep waiting. What they hold is bounded:
+//!
+//! * **Reuse first.** A waiting small/medium page stays in its size-class
+//!   queue, so the next allocation of that size class reuses it; a waiting
+//!   large/huge page serves a later large allocation that fits it (the same
+//!   kind, at most twice the size, and only if its last block started at the
+//!   block start: a page whose block was handed out at an offset, for an
+//!   over-aligned allocation, waits for its goal). Pages of an exited thread
+//!   keep their goal and are reused by whichever heap reclaims them.
+//!   Waiting large/huge pages are kept apart from the small ones, so a large
+//!   allocation looks at them only.
+//! * **A budget** ([`set_delayed_page_budget`], default: the larger of
+//!   256 MiB and the live estimate). Past it, a page that starts waiting is
+//!   *purged*: its memory goes back to the OS (mimalloc's decommit, then
+//!   committed again if the OS made it inaccessible), while its address range
+//!   stays reserved, mapped, the page's, and out of any other size class
+//!   until the goal. A stale reader of a purged page reads zeros (on macOS:
+//!   zeros or the bytes the page held); its own size class may allocate in
+//!   it again, from its start, as from a fresh page. [`Usage::delayed_bytes`]
+//!   counts the bytes waiting pages hold committed, so purged pages add
+//!   nothing; [`Usage::delayed_pages`] counts every waiting page.
+//! * **Pages beyond a 32-bit page reference** (segments above 2^48, on
+//!   machines with 5-level paging) wait in their page queue, are counted
+//!   like the others and are found there by the release and reuse steps (a
+//!   walk of the heap's pages, taken only while there are any).
+//!
+//! [`Usage::delayed_bytes`]: crate::Usage::delayed_bytes
+//! [`Usage::delayed_pages`]: crate::Usage::delayed_pages
+//!
 //! The guarantee covers the memory *class*, not the object: a freed block may
 //! be handed out again for any allocation of the same size class, and its
 //! first word holds mimalloc's free-list link while it is free. Put the words
@@ -58,6 +90,55 @@ pub fn set_page_reuse_delay(enabled: bool) {
 /// True if empty pages wait for a QSBR goal (see [`set_page_reuse_delay`]).
 pub fn page_reuse_delay() -> bool {
     DELAY.load(Ordering::Relaxed)
+}
+
+/// Sets the floor of the held-memory budget, for the whole process: once
+/// waiting pages hold more than the larger of `bytes` and the live estimate
+/// ([`estimate`](crate::estimate)), a page that starts waiting is *purged*.
+/// Default: 256 MiB. `usize::MAX` turns purging off; 0 purges every page past
+/// the live estimate.
+///
+/// A purged page's memory goes back to the OS (mimalloc's decommit, then
+/// committed again where the OS made it inaccessible), while its address
+/// range stays reserved, mapped, the page's, and out of any other size class
+/// until its QSBR goal: a stale reader reads zeros (on macOS, zeros or the
+/// bytes the page held), never another size class's data. Its own size class
+/// may allocate in it again, from its start, as in a fresh page. Reuse comes
+/// first: waiting pages stay reusable by their size class (large/huge ones by
+/// a later allocation that fits, in any heap), purged or not.
+/// [`Usage::delayed_bytes`](crate::Usage::delayed_bytes) counts what waiting
+/// pages hold committed (purged ones: nothing), the figure the budget bounds.
+/// The budget is checked when a page starts waiting: pages that began
+/// waiting under a larger budget (a higher live estimate) keep their memory
+/// until they are reused or reach their goal.
+///
+/// ```
+/// # #[global_allocator] static G: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
+/// gcmalloc::set_delayed_page_budget(64 << 20);
+/// assert!(gcmalloc::delayed_page_budget() >= 64 << 20);
+/// gcmalloc::set_delayed_page_budget(256 << 20); // the default
+/// ```
+pub fn set_delayed_page_budget(bytes: usize) {
+    // SAFETY: a relaxed store of a plain number; callable from any thread.
+    unsafe { ffi::mi_page_delay_set_budget(bytes) }
+}
+
+/// The held-memory budget in force now: the larger of the floor
+/// ([`set_delayed_page_budget`]) and the live estimate.
+pub fn delayed_page_budget() -> usize {
+    // SAFETY: two relaxed loads; callable from any thread.
+    unsafe { ffi::mi_page_delay_budget() }
+}
+
+/// Tests only: while `on`, every page is treated as if it lay above 2^48,
+/// beyond what a 32-bit page reference names (as on a machine with 5-level
+/// paging), so tests can reach the paths of such pages. Off by default; not
+/// part of the API.
+#[doc(hidden)]
+pub fn __test_treat_pages_as_far(on: bool) {
+    // SAFETY: a relaxed store of a flag the page-delay code reads when a page
+    // starts waiting; pages already waiting keep where they wait.
+    unsafe { ffi::mi_page_delay_test_far(on) }
 }
 
 /// Frees the calling thread's empty pages whose QSBR goal is reached, and

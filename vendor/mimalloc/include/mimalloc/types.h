@@ -266,11 +266,13 @@ typedef enum mi_delayed_e {
 
 // The `in_full` and `has_aligned` page flags are put in a union to efficiently
 // test if both are false (`full_aligned == 0`) in the `mi_free` routine.
-// gcmalloc: a third flag, `delay_goal`, is set while the page waits for a
-// QSBR goal (csrc/page-delay.c), so `full_aligned == 0` tests all three and a
+// gcmalloc: three more flags. `delay_goal` is set while the page waits for a
+// QSBR goal (csrc/page-delay.c), so `full_aligned == 0` tests it too and a
 // local free into a waiting page, which proves the page in use again, takes
 // the generic path and drops the goal there: the page-retire path need not
-// check for a goal.
+// check for a goal. `delay_offset` marks a large/huge page whose block was
+// handed out at an offset (set with `has_aligned`), `delay_purged` a waiting
+// page whose memory went back to the OS.
 #if !MI_TSAN
 typedef union mi_page_flags_s {
   uint8_t full_aligned;
@@ -278,6 +280,8 @@ typedef union mi_page_flags_s {
     uint8_t in_full : 1;
     uint8_t has_aligned : 1;
     uint8_t delay_goal : 1;
+    uint8_t delay_offset : 1;
+    uint8_t delay_purged : 1;
   } x;
 } mi_page_flags_t;
 #else
@@ -287,7 +291,9 @@ typedef union mi_page_flags_s {
   struct {
     uint8_t in_full;
     uint8_t has_aligned;
-    uint8_t delay_goal;
+    uint8_t delay_goal : 1;     // gcmalloc: the delay flags, written by the owner only
+    uint8_t delay_offset : 1;
+    uint8_t delay_purged : 1;
   } x;
 } mi_page_flags_t;
 #endif
@@ -378,6 +384,12 @@ typedef struct mi_delay_links_s {
   uint32_t next;   // the next page in its heap's FIFO (0: none)
   uint32_t prev;   // the previous page, `MI_DELAY_FIRST` or `MI_DELAY_ABANDONED` (0: not queued)
 } mi_delay_links_t;
+
+// gcmalloc: a FIFO of pages waiting for their QSBR goal, linked by their `mi_delay_links_t`.
+typedef struct mi_delay_fifo_s {
+  struct mi_page_s* first;
+  struct mi_page_s* last;
+} mi_delay_fifo_t;
 
 
 
@@ -612,10 +624,10 @@ struct mi_heap_s {
   mi_heap_t*            acct_next;                           // process-wide list of heaps (under the accounting lock)
   mi_heap_t*            acct_prev;
   // gcmalloc: delayed page reuse (csrc/page-delay.c)
-  mi_page_t*            delay_first;                         // FIFO of empty pages waiting for their QSBR goal
-  mi_page_t*            delay_last;
-  _Atomic(size_t)       delay_pages;                         // pages in the FIFO (written by the owner only)
-  _Atomic(size_t)       delay_bytes;                         // and their size
+  mi_delay_fifo_t       delay_fifo[2];                       // empty pages waiting for their QSBR goal: small/medium, large/huge
+  _Atomic(size_t)       delay_pages;                         // waiting pages of the heap (written by the owner only)
+  _Atomic(size_t)       delay_bytes;                         // the bytes they hold committed
+  size_t                delay_far;                           // of those, pages no 32-bit reference names (in no FIFO)
 };
 
 
