@@ -3,11 +3,19 @@
 //! held bytes stay within the budget, and the pages are found wherever they
 //! wait.
 
+#[path = "common/rss.rs"]
+mod rss;
+#[path = "common/runner.rs"]
+mod runner;
+#[path = "common/stuck.rs"]
+mod stuck;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
 use std::thread;
 
 use gcmalloc::GcMalloc;
+use rss::rss_bytes;
 
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
@@ -16,32 +24,13 @@ const MIB: usize = 1 << 20;
 
 /// Runs `body` while a registered thread sits attached without quiescent
 /// states, then lets it quiesce and exit and makes sure the goals taken
-/// meanwhile are reached.
+/// meanwhile are reached and the delayed pages released.
 fn with_a_stuck_thread<T>(body: impl FnOnce() -> T) -> T {
-    let (registered, wait) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let stuck = thread::Builder::new()
-        .name("stuck".into())
-        .spawn(move || {
-            let me = gcmalloc::register_thread();
-            registered.send(()).unwrap();
-            released.recv().unwrap();
-            me.quiescent();
-        })
-        .unwrap();
-    wait.recv().unwrap();
-    let out = body();
-    release.send(()).unwrap();
-    stuck.join().unwrap();
+    let out = stuck::with_a_stuck_thread(|_| body());
     let goal = gcmalloc::qsbr::advance();
     assert!(gcmalloc::qsbr::poll(goal), "no registered thread left, yet the goal is not reached");
     gcmalloc::release_delayed_pages();
     out
-}
-
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
 }
 
 fn alloc(layout: Layout) -> usize {
@@ -160,15 +149,15 @@ fn a_new_thread_pair_each_round_holds_bounded_memory() {
             // Free memory of earlier cases goes back first: it would serve
             // the first round and hide its footprint.
             gcmalloc::release_free_memory();
-            let before = rss();
+            let before = rss_bytes();
             producer_consumer_round(size, count);
             gcmalloc::release_free_memory();
-            let first = rss().saturating_sub(before);
+            let first = rss_bytes().saturating_sub(before);
             for _ in 1..10 {
                 producer_consumer_round(size, count);
             }
             gcmalloc::release_free_memory();
-            (first, rss().saturating_sub(before), gcmalloc::usage().delayed_bytes)
+            (first, rss_bytes().saturating_sub(before), gcmalloc::usage().delayed_bytes)
         });
         println!(
             "  {count} x {} MiB producer/consumer: one round +{} MiB, 10 rounds +{} MiB, held {} MiB",
@@ -189,7 +178,7 @@ fn a_new_thread_pair_each_round_holds_bounded_memory() {
 fn shifting_size_classes_hold_at_most_the_budget() {
     let budget = 256 * MIB;
     let (held, pages, grew) = with_a_stuck_thread(|| {
-        let before = rss();
+        let before = rss_bytes();
         for round in 0..40 {
             let layout = Layout::from_size_align(64 + 64 * round, 8).unwrap();
             let blocks: Vec<usize> = (0..(64 * MIB) / layout.size()).map(|_| alloc(layout)).collect();
@@ -199,7 +188,7 @@ fn shifting_size_classes_hold_at_most_the_budget() {
         }
         let u = gcmalloc::usage();
         gcmalloc::release_free_memory(); // free segments, not waiting pages
-        (u.delayed_bytes, u.delayed_pages, rss().saturating_sub(before))
+        (u.delayed_bytes, u.delayed_pages, rss_bytes().saturating_sub(before))
     });
     println!(
         "  40 size classes x 64 MiB: held {} MiB in {pages} waiting pages, RSS +{} MiB (budget {} MiB)",
@@ -220,13 +209,13 @@ fn shifting_size_classes_hold_at_most_the_budget() {
 fn pages_beyond_a_page_reference_are_counted_and_reused() {
     gcmalloc::__test_treat_pages_as_far(true);
     let (grew, waiting) = with_a_stuck_thread(|| {
-        let before = rss();
+        let before = rss_bytes();
         let mut peak = before;
         for i in 0..200u8 {
             let block = vec![i; 8 * MIB];
             std::hint::black_box(&block);
             drop(block);
-            peak = peak.max(rss());
+            peak = peak.max(rss_bytes());
         }
         (peak - before, gcmalloc::usage().delayed_pages)
     });
@@ -319,7 +308,7 @@ fn the_budget_is_the_larger_of_its_floor_and_the_live_estimate() {
 /// Runs without libtest (`harness = false`): the cases measure process-wide
 /// figures (RSS, held bytes), so no other test may run beside them.
 fn main() {
-    let cases: &[(&str, fn())] = &[
+    runner::run(&[
         ("a_waiting_large_page_keeps_its_block_start", a_waiting_large_page_keeps_its_block_start),
         ("a_new_thread_pair_each_round_holds_bounded_memory", a_new_thread_pair_each_round_holds_bounded_memory),
         ("shifting_size_classes_hold_at_most_the_budget", shifting_size_classes_hold_at_most_the_budget),
@@ -336,25 +325,5 @@ fn main() {
             "the_budget_is_the_larger_of_its_floor_and_the_live_estimate",
             the_budget_is_the_larger_of_its_floor_and_the_live_estimate,
         ),
-    ];
-    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let mut failed = 0;
-    for (name, case) in cases {
-        if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
-            continue;
-        }
-        println!("test {name} ...");
-        let outcome = std::panic::catch_unwind(case);
-        // A failed case leaves no setting behind for the next.
-        gcmalloc::set_delayed_page_budget(256 * MIB);
-        gcmalloc::__test_treat_pages_as_far(false);
-        match outcome {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    assert_eq!(failed, 0, "{failed} case(s) failed");
+    ]);
 }
