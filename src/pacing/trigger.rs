@@ -371,14 +371,27 @@ impl GcTrigger {
     /// [`StopTheWorld::refresh_estimate`](crate::StopTheWorld::refresh_estimate)
     /// before the restart.
     pub fn collected(&self) {
+        let memory = self.memory_after_collection();
+        self.rebase(memory);
+    }
+
+    /// The memory now held, the calling thread's share of the estimate
+    /// refreshed first. Runs the source, which may be user code that panics.
+    fn memory_after_collection(&self) -> usize {
         if matches!(self.config.source, MemorySource::Estimate) {
             crate::refresh_estimate();
         }
+        self.config.source.read().unwrap_or(0)
+    }
+
+    /// Clears the counts and takes `memory` as the baseline. Runs no user
+    /// code, so it cannot be left half done.
+    fn rebase(&self, memory: usize) {
         self.flush_local();
         let counts = &*self.counts;
         counts.young.store(0, Relaxed);
         counts.deferred.store(0, Relaxed);
-        counts.baseline.store(self.config.source.read().unwrap_or(0), Relaxed);
+        counts.baseline.store(memory, Relaxed);
     }
 
     /// [`should_collect`](Self::should_collect) for collectors that ask a
@@ -424,10 +437,14 @@ impl GcTrigger {
                 self.should_collect() && counts.epoch.compare_exchange(epoch, epoch + 1, AcqRel, Relaxed).is_ok()
             }
             ONCE_DUE => {
+                // The source (user code, which may panic) is read before the
+                // phase moves: a panic leaves the epoch DUE, and the next
+                // check reads again. No user code runs while REBASING.
+                let memory = self.memory_after_collection();
                 // One caller takes the baseline, and only then lets checks
                 // run again (Release: they see the cleared counts).
                 if counts.epoch.compare_exchange(epoch, epoch + 1, AcqRel, Relaxed).is_ok() {
-                    self.collected();
+                    self.rebase(memory);
                     counts.epoch.store(epoch + 2, Release);
                 }
                 false
