@@ -93,7 +93,13 @@ mod sync;
 
 pub use accounting::{audit, estimate, refresh_estimate, release_free_memory, thread_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
+pub use pacing::balanced::{
+    CollectionSample, IncrementalPacing, MemBalancer, ALLOCATION_SMOOTHING, COLLECTION_SMOOTHING,
+};
+pub use pacing::cgroup::container_memory_limit;
 pub use pacing::debt::DebtMeter;
+pub use pacing::limit::{CpuBucket, MemoryLimit, CPU_BUCKET, LIMIT_REREAD};
+pub use pacing::stats::{CollectReason, TriggerStats};
 pub use pacing::trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use runtime::qsbr;
 pub use runtime::registry::ThreadState;
