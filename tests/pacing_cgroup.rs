@@ -58,12 +58,13 @@ fn v2_nested_takes_the_least_along_the_path() {
         "v2-nested",
         &[
             ("proc/self/cgroup", "0::/kubepods/pod1/ctr\n"),
-            ("sys/fs/cgroup/kubepods/pod1/ctr/memory.max", "max\n"),
+            ("sys/fs/cgroup/kubepods/pod1/ctr/memory.max", "536870912\n"),
+            ("sys/fs/cgroup/kubepods/pod1/ctr/memory.high", "max\n"),
             ("sys/fs/cgroup/kubepods/pod1/memory.max", "134217728\n"),
             ("sys/fs/cgroup/kubepods/memory.max", "1073741824\n"),
         ],
     );
-    assert_eq!(tree.limit(), Some(128 * MIB), "the pod's limit, above the container's own folder");
+    assert_eq!(tree.limit(), Some(128 * MIB), "the pod's limit, below the container's own");
 }
 
 #[test]
