@@ -52,7 +52,7 @@ pub type NodeRoot = DynamicRoot<Rootable![RefLock<Node<'_>>]>;
 pub enum Pacing {
     Own,
     Debt(DebtMeter),
-    Trigger(GcTrigger),
+    Trigger(Box<GcTrigger>),
 }
 
 pub struct GcArena {

@@ -17,10 +17,10 @@
 //! that no run inherits another's peak RSS.
 //!
 //! ```text
-//! cargo run --release --example cyclotron -- --quick
-//! cargo run --release --example cyclotron -- --runtime gc-arena --quick
-//! cargo run --release --example cyclotron -- --grid --json grid.json --plot grid.svg
-//! cargo run --release --example cyclotron -- --workload tree --cycle 10 --extra 100000 --live 10000
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --quick
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --quick
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --grid --json grid.json --plot grid.svg
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --workload tree --cycle 10 --extra 100000 --live 10000
 //! ```
 
 mod arena_runtime;
@@ -133,7 +133,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         Collector::GcArena => {
             let pacing = match (policy, trigger) {
                 ("debt", _) => arena_runtime::Pacing::Debt(gcmalloc::DebtMeter::new()),
-                (_, Some(trigger)) => arena_runtime::Pacing::Trigger(trigger),
+                (_, Some(trigger)) => arena_runtime::Pacing::Trigger(Box::new(trigger)),
                 (_, None) => arena_runtime::Pacing::Own,
             };
             let mut rt = GcArena::new(pacing, Arc::clone(&gauge));

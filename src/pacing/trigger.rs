@@ -303,9 +303,12 @@ struct Counts {
 ///
 /// **dumpster** asks a plain `fn` on every `Gc` drop and has no hook after
 /// a collection: use [`should_collect_once`](Self::should_collect_once), and
-/// record allocations where the runtime makes its `Gc`s.
+/// record allocations where the runtime makes its `Gc`s. (This example and
+/// [`DebtMeter`](crate::DebtMeter)'s run as tests of cyclotron,
+/// `examples/cyclotron/tests/driving_collectors.rs`, which depends on the
+/// collectors.)
 ///
-/// ```
+/// ```ignore
 /// use std::sync::LazyLock;
 /// use dumpster::sync::{set_collect_condition, CollectInfo, Gc};
 /// use gcmalloc::GcTrigger;
