@@ -9,8 +9,15 @@
 //!   see makes the incremental collector work sooner. It helps where bytes
 //!   and counts diverge; where every chain owns the same payload, bytes grow
 //!   as the count does and it paces like `own`;
-//! - `count`, `rss`, `estimate`, `goal`: a `GcTrigger` of that policy;
-//!   `finish_cycle` (a full collection) when it says so.
+//! - `count`, `rss`, `estimate`, `goal`, `balanced`: a `GcTrigger` of that
+//!   policy; `finish_cycle` (a full collection) when it says so;
+//! - `incremental`: MemBalancer's limit as incremental pacing: sleep until
+//!   memory is half way from the live bytes to the limit, then step the
+//!   collector as memory grows, with the work per allocated byte that ends
+//!   the cycle at the limit (`GcTrigger::incremental_pacing`); each step is
+//!   gc-arena's `collect_debt`.
+//!
+//! `own` and `debt` take gc-arena's `sleep_factor` as their knob (percent).
 //!
 //! The workload's references are `DynamicRoot`s, gc-arena's handles that
 //! live outside the arena and keep their object alive while held.
@@ -20,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use gc_arena::arena::CollectionPhase;
 use gc_arena::lock::RefLock;
+use gc_arena::metrics::Pacing as ArenaPacing;
 use gc_arena::{Arena, Collect, DynamicRoot, DynamicRootSet, Gc, Rootable};
 use gcmalloc::{DebtMeter, GcTrigger};
 
@@ -53,7 +61,36 @@ pub enum Pacing {
     Own,
     Debt(DebtMeter),
     Trigger(Box<GcTrigger>),
+    Incremental(Box<Incremental>),
 }
+
+impl Pacing {
+    pub fn incremental(trigger: GcTrigger) -> Pacing {
+        let mark = gcmalloc::estimate();
+        Pacing::Incremental(Box::new(Incremental { trigger, mark, cycle: None }))
+    }
+}
+
+/// `incremental`'s state: the balanced trigger (timed by the cycles, not
+/// asked), the estimate at the last safepoint, and the cycle under way.
+pub struct Incremental {
+    trigger: GcTrigger,
+    mark: usize,
+    cycle: Option<Cycle>,
+}
+
+struct Cycle {
+    /// Bytes to trace per byte allocated.
+    work_per_byte: f64,
+    /// Collection time so far (the sum of its steps).
+    took: Duration,
+    /// Whether a step left the collector awake (a later sleep ends the cycle).
+    awake: bool,
+}
+
+/// gc-arena's work per remembered object under its default pacing
+/// (mark 0.1 + trace 0.4 + keep 0.05): debt units per object traced.
+const WORK_PER_OBJECT: f64 = 0.55;
 
 pub struct GcArena {
     arena: Arena<Rootable![DynamicRootSet<'_>]>,
@@ -66,11 +103,19 @@ pub struct GcArena {
 }
 
 impl GcArena {
-    pub fn new(pacing: Pacing, gauge: Arc<TrashGauge>) -> Self {
+    /// `sleep`: gc-arena's `sleep_factor` (`own` and `debt`'s knob).
+    pub fn new(pacing: Pacing, gauge: Arc<TrashGauge>, sleep: f64) -> Self {
         // A closure, not the path: the root set's lifetime is the arena's
         // (higher-ranked), which a function path does not unify with.
         #[allow(clippy::redundant_closure)]
         let arena = Arena::<Rootable![DynamicRootSet<'_>]>::new(|mc| DynamicRootSet::new(mc));
+        let arena_pacing = match pacing {
+            // The balanced limit decides when to wake: gc-arena never sleeps
+            // on its own count.
+            Pacing::Incremental(_) => ArenaPacing { sleep_factor: 0.0, min_sleep: 0, ..ArenaPacing::DEFAULT },
+            _ => ArenaPacing { sleep_factor: sleep, ..ArenaPacing::DEFAULT },
+        };
+        arena.metrics().set_pacing(arena_pacing);
         GcArena { arena, pacing, gauge, allocated: 0, pauses: Vec::new(), collections: 0 }
     }
 
@@ -92,6 +137,53 @@ impl GcArena {
             self.collections += 1;
         }
         self.pauses.push(start.elapsed());
+    }
+}
+
+impl GcArena {
+    /// `incremental`'s safepoint: asleep until memory is half way to the
+    /// balanced limit; then debt for the bytes allocated since the last
+    /// safepoint times the work per byte (in objects of the heap's average
+    /// size), in place of gc-arena's one unit per allocated object.
+    fn incremental_step(&mut self, allocated: usize) {
+        let Pacing::Incremental(inc) = &mut self.pacing else { return };
+        let now = gcmalloc::estimate();
+        let grown = now.saturating_sub(inc.mark);
+        inc.mark = now;
+        let metrics = self.arena.metrics();
+        if inc.cycle.is_none() {
+            let pacing = inc.trigger.incremental_pacing().expect("incremental runs a balanced trigger");
+            let live = inc.trigger.baseline();
+            if (now as f64) < live as f64 * (1.0 + pacing.sleep) {
+                metrics.adjust_debt(-metrics.allocation_debt()); // asleep: no debt
+                return;
+            }
+            inc.trigger.collection_started();
+            metrics.adjust_debt(-metrics.allocation_debt());
+            inc.cycle = Some(Cycle { work_per_byte: pacing.work_per_byte, took: Duration::ZERO, awake: false });
+        }
+        let cycle = inc.cycle.as_mut().expect("set above");
+        let start = Instant::now();
+        if cycle.work_per_byte.is_finite() {
+            let bytes_per_object = now as f64 / metrics.total_gc_count().max(1) as f64;
+            let debt = grown as f64 * cycle.work_per_byte / bytes_per_object * WORK_PER_OBJECT;
+            metrics.adjust_debt(debt - allocated as f64);
+            self.arena.collect_debt();
+        } else {
+            self.arena.finish_cycle();
+        }
+        let took = start.elapsed();
+        self.pauses.push(took);
+        cycle.took += took;
+        let asleep = self.arena.collection_phase() == CollectionPhase::Sleeping;
+        if asleep && (cycle.awake || !cycle.work_per_byte.is_finite()) {
+            inc.trigger.collected_in(cycle.took);
+            inc.mark = gcmalloc::estimate();
+            inc.cycle = None;
+            self.collections += 1;
+        } else {
+            cycle.awake |= !asleep;
+        }
     }
 }
 
@@ -170,6 +262,7 @@ impl Runtime for GcArena {
                 self.arena.metrics().adjust_debt(meter.extra_debt(allocated, live));
                 self.collect_debt();
             }
+            Pacing::Incremental(_) => self.incremental_step(allocated),
             Pacing::Trigger(trigger) => {
                 if trigger.should_collect() {
                     let start = Instant::now();

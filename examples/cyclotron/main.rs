@@ -11,7 +11,15 @@
 //! - `rss`: CPython 3.14t's gate on the OS RSS (VmRSS + VmSwap);
 //! - `estimate`: the same gate on `gcmalloc::estimate()`;
 //! - `goal`: Go-style heap goal (GOGC=100) on `gcmalloc::estimate()`;
-//! - `debt` (gc-arena): its own pacing plus `gcmalloc::DebtMeter`'s debt.
+//! - `debt` (gc-arena): its own pacing plus `gcmalloc::DebtMeter`'s debt;
+//! - `balanced`: MemBalancer's heap limit (`Pacing::Balanced`) on the
+//!   estimate, timed by the trigger;
+//! - `incremental` (gc-arena): the balanced limit as gc-arena's incremental
+//!   pacing (`GcTrigger::incremental_pacing`): small steps, no full cycle.
+//!
+//! Each takes a knob (`goal:200`, `balanced:16`); `--sweep N` runs each
+//! policy across its knob's range and `--frontier` draws mean RSS against
+//! collection time, the time-memory frontier of each policy.
 //!
 //! Every policy runs the same workload, each in a child process of its own so
 //! that no run inherits another's peak RSS.
@@ -26,8 +34,10 @@
 mod arena_runtime;
 mod cli;
 mod dumpster_runtime;
+mod frontier;
 mod heap;
 mod metrics;
+mod policy;
 mod report;
 mod threads;
 mod workloads;
@@ -37,7 +47,7 @@ use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gcmalloc::{GcMalloc, GcTrigger, MemorySource, Pacing};
+use gcmalloc::{GcMalloc, GcTrigger};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use arena_runtime::GcArena;
@@ -82,25 +92,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The trigger each policy uses (`own`: none, the collector decides).
-fn trigger_for(policy: &str) -> Option<GcTrigger> {
-    let builder = GcTrigger::builder();
-    Some(
-        match policy {
-            "own" | "debt" => return None,
-            "count" => builder.source(MemorySource::None),
-            "rss" => builder.source(MemorySource::Rss),
-            "estimate" => builder.source(MemorySource::Estimate),
-            "goal" => builder.source(MemorySource::Estimate).pacing(Pacing::Goal { gogc: 100, min_heap: 4 << 20 }),
-            other => unreachable!("policy {other} was validated by the parser"),
-        }
-        .build(),
-    )
-}
-
 /// Runs one policy on one grid point in this process.
 fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> RunResult {
-    let trigger = trigger_for(policy);
+    let trigger = policy::trigger(policy);
     let shape = point.shape;
     let gauge = Arc::new(TrashGauge::default());
     let mut sampler = Sampler::new(shape.total, Arc::clone(&gauge));
@@ -131,12 +125,17 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
             (pauses, None, sampler.samples)
         }
         Collector::GcArena => {
-            let pacing = match (policy, trigger) {
+            let sleep = match policy::split(policy).0 {
+                "own" | "debt" => policy::knob(policy, 50.0) / 100.0,
+                _ => 0.5, // gc-arena's default
+            };
+            let pacing = match (policy::split(policy).0, trigger) {
                 ("debt", _) => arena_runtime::Pacing::Debt(gcmalloc::DebtMeter::new()),
+                ("incremental", Some(trigger)) => arena_runtime::Pacing::incremental(trigger),
                 (_, Some(trigger)) => arena_runtime::Pacing::Trigger(Box::new(trigger)),
                 (_, None) => arena_runtime::Pacing::Own,
             };
-            let mut rt = GcArena::new(pacing, Arc::clone(&gauge));
+            let mut rt = GcArena::new(pacing, Arc::clone(&gauge), sleep);
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
             (std::mem::take(&mut rt.pauses), Some(rt.collections), sampler.samples)
         }
@@ -147,6 +146,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
     let collections = collections.unwrap_or(pauses.len());
     let (stable, trash_slope) = metrics::stability(&samples, pauses.len());
     let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&pauses);
+    let gc_time_s = pauses.iter().map(Duration::as_secs_f64).sum::<f64>();
     let stops = threads::stops();
     let stop_latency_max_ms = stops.iter().map(|(d, _)| d.as_secs_f64() * 1e3).fold(0.0, f64::max);
     RunResult {
@@ -161,6 +161,9 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         policy: policy.into(),
         time_s,
         peak_rss_bytes: metrics::peak_rss_bytes(),
+        mean_rss_bytes: metrics::mean_rss_bytes(&samples),
+        gc_time_s,
+        gc_share: gc_time_s / time_s,
         max_trash: gauge.max(),
         pause_p50_ms,
         pause_p99_ms,
@@ -284,6 +287,12 @@ fn orchestrate(args: &Args) -> Result<(), String> {
     }
     if let Some(path) = &args.plot {
         report::write_plot(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if args.policies.iter().any(|p| policy::split(p).1.is_some()) {
+        print!("{}", frontier::verdict(&results));
+    }
+    if let Some(path) = &args.frontier {
+        frontier::write_plot(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }

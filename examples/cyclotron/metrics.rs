@@ -78,6 +78,16 @@ pub struct RunResult {
     pub policy: String,
     pub time_s: f64,
     pub peak_rss_bytes: usize,
+    /// Time-averaged RSS: the samples' mean, weighted by the time each
+    /// holds (see `mean_rss_bytes`).
+    #[serde(default)]
+    pub mean_rss_bytes: usize,
+    /// Total collection time (the sum of the pauses), seconds, and its share
+    /// of the run.
+    #[serde(default)]
+    pub gc_time_s: f64,
+    #[serde(default)]
+    pub gc_share: f64,
     pub max_trash: usize,
     pub pause_p50_ms: f64,
     pub pause_p99_ms: f64,
@@ -146,6 +156,24 @@ pub fn stability(samples: &[Sample], collections: usize) -> (bool, f64) {
     (rise <= STABLE_RISE * mean.max(1.0), slope)
 }
 
+/// The time-weighted mean of the samples' RSS, in bytes: each sample
+/// holds until the next (samples come at even steps of allocation, which a
+/// policy that collects more spreads over more time). The plain mean where
+/// no time passed; 0 without samples.
+pub fn mean_rss_bytes(samples: &[Sample]) -> usize {
+    let (mut area, mut span) = (0.0, 0.0);
+    for pair in samples.windows(2) {
+        let dt = pair[1].t_s - pair[0].t_s;
+        area += pair[0].rss_bytes as f64 * dt;
+        span += dt;
+    }
+    if span > 0.0 {
+        return (area / span) as usize;
+    }
+    let sum: u128 = samples.iter().map(|s| s.rss_bytes as u128).sum();
+    (sum / samples.len().max(1) as u128) as usize
+}
+
 /// The peak resident set of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> usize {
     // SAFETY: getrusage only writes the struct it is given.
@@ -176,6 +204,15 @@ mod tests {
         assert!(stability(&saw, 300 / 37).0);
         let ramp: Vec<Sample> = (0..300).map(|i| sample(i % 37 * 100 + i * 10)).collect();
         assert!(!stability(&ramp, 300 / 37).0);
+    }
+
+    #[test]
+    fn mean_rss_weighs_samples_by_time() {
+        let sample = |t_s, rss_bytes| Sample { t_s, rss_bytes, trash: 0 };
+        // 100 for 3 s, 400 for 1 s: 175, where the plain mean says 250.
+        let samples = [sample(0.0, 100), sample(3.0, 400), sample(4.0, 0)];
+        assert_eq!(mean_rss_bytes(&samples), 175);
+        assert_eq!(mean_rss_bytes(&[]), 0);
     }
 
     #[test]
