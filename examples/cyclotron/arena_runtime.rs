@@ -80,8 +80,8 @@ pub struct Incremental {
 }
 
 struct Cycle {
-    /// Bytes to trace per byte allocated.
-    work_per_byte: f64,
+    /// The balanced limit the cycle must end by (bytes).
+    limit: usize,
     /// Collection time so far (the sum of its steps).
     took: Duration,
     /// Whether a step left the collector awake (a later sleep ends the cycle).
@@ -142,15 +142,16 @@ impl GcArena {
 
 impl GcArena {
     /// `incremental`'s safepoint: asleep until memory is half way to the
-    /// balanced limit; then debt for the bytes allocated since the last
-    /// safepoint times the work per byte (in objects of the heap's average
-    /// size), in place of gc-arena's one unit per allocated object.
+    /// balanced limit (`IncrementalPacing::sleep`); then, per byte allocated,
+    /// the debt that finishes the cycle's work as memory reaches the limit
+    /// (gc-arena counts its work in objects, so the rate is the objects at
+    /// the cycle's start over the room left, not `work_per_byte`).
     fn incremental_step(&mut self, allocated: usize) {
         let Pacing::Incremental(inc) = &mut self.pacing else { return };
         let now = gcmalloc::estimate();
         let grown = now.saturating_sub(inc.mark);
         inc.mark = now;
-        let metrics = self.arena.metrics();
+        let metrics = self.arena.metrics().clone();
         if inc.cycle.is_none() {
             let pacing = inc.trigger.incremental_pacing().expect("incremental runs a balanced trigger");
             let live = inc.trigger.baseline();
@@ -160,14 +161,20 @@ impl GcArena {
             }
             inc.trigger.collection_started();
             metrics.adjust_debt(-metrics.allocation_debt());
-            inc.cycle = Some(Cycle { work_per_byte: pacing.work_per_byte, took: Duration::ZERO, awake: false });
+            let limit = inc.trigger.heap_limit().expect("a balanced trigger has a limit");
+            inc.cycle = Some(Cycle { limit, took: Duration::ZERO, awake: false });
         }
         let cycle = inc.cycle.as_mut().expect("set above");
         let start = Instant::now();
-        if cycle.work_per_byte.is_finite() {
-            let bytes_per_object = now as f64 / metrics.total_gc_count().max(1) as f64;
-            let debt = grown as f64 * cycle.work_per_byte / bytes_per_object * WORK_PER_OBJECT;
-            metrics.adjust_debt(debt - allocated as f64);
+        // The work left (at most every object, at `WORK_PER_OBJECT`) over
+        // the room left: the rate rises as memory nears the limit.
+        let room = cycle.limit.saturating_sub(now);
+        let at_limit = room == 0;
+        if !at_limit {
+            let debt = grown as f64 * metrics.total_gc_count() as f64 * WORK_PER_OBJECT / room as f64;
+            // Never less than gc-arena's own unit per allocated object: a
+            // cycle must end even when the live bytes (the work) are few.
+            metrics.adjust_debt((debt - allocated as f64).max(0.0));
             self.arena.collect_debt();
         } else {
             self.arena.finish_cycle();
@@ -176,7 +183,7 @@ impl GcArena {
         self.pauses.push(took);
         cycle.took += took;
         let asleep = self.arena.collection_phase() == CollectionPhase::Sleeping;
-        if asleep && (cycle.awake || !cycle.work_per_byte.is_finite()) {
+        if asleep && (cycle.awake || at_limit) {
             inc.trigger.collected_in(cycle.took);
             inc.mark = gcmalloc::estimate();
             inc.cycle = None;
