@@ -124,6 +124,15 @@ impl GcArena {
         self.arena.mutate(|mc, roots| f(&mut roots.fetch(node).borrow_mut(mc)))
     }
 
+    /// The trigger's counters, if the policy has one.
+    pub fn trigger_stats(&self) -> Option<gcmalloc::TriggerStats> {
+        match &self.pacing {
+            Pacing::Trigger(trigger) => Some(trigger.stats()),
+            Pacing::Incremental(inc) => Some(inc.trigger.stats()),
+            Pacing::Own | Pacing::Debt(_) => None,
+        }
+    }
+
     /// Pays the collector's debt, timing it and counting finished cycles.
     fn collect_debt(&mut self) {
         if self.arena.metrics().allocation_debt() <= 0.0 {

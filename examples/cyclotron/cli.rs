@@ -32,6 +32,8 @@ usage: cyclotron [--quick | --grid] [options]
   --sweep N             run each policy at N knob values across its range
                         (0: the whole range): the time-memory frontier
   --frontier FILE.svg   mean RSS against collection time, one line per policy
+  --memory-limit MIB    a soft memory limit on every trigger policy (10%
+                        headroom, collections capped at 50% of the time)
   --base P              policy the ratio columns compare against (default rss)
   --json FILE           every figure, as JSON
   --plot FILE.svg       RSS and trash over time, per point and policy";
@@ -131,6 +133,8 @@ pub struct Args {
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     pub frontier: Option<PathBuf>,
+    /// `--memory-limit`, in MiB.
+    pub memory_limit: Option<usize>,
     pub child: Option<ChildRun>,
 }
 
@@ -194,7 +198,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut policies: Option<Vec<String>> = None;
     let mut base = None;
     let (mut json, mut plot, mut child, mut child_policy) = (None, None, false, None);
-    let (mut sweep, mut frontier) = (None, None);
+    let (mut sweep, mut frontier, mut memory_limit) = (None, None, None);
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -222,6 +226,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
             "--plot" => plot = Some(PathBuf::from(value()?)),
             "--frontier" => frontier = Some(PathBuf::from(value()?)),
             "--sweep" => sweep = Some(number(&value()?)?),
+            "--memory-limit" => memory_limit = Some(number(&value()?)?),
             "--child" => child = true,
             "--policy" => child_policy = Some(policy(&value()?)?),
             "--help" | "-h" => return Err(ArgsError::Help),
@@ -289,7 +294,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         (true, Some(policy)) if points.len() == 1 => Some(ChildRun { point: points[0], policy }),
         (true, _) => return Err("--child needs --policy and exactly one point".into()),
     };
-    Ok(Args { runtime, points, policies, base, threads, json, plot, frontier, child })
+    Ok(Args { runtime, points, policies, base, threads, json, plot, frontier, memory_limit, child })
 }
 
 /// `--quick`: representative points: no payload, payloads of 10k, 100k and
@@ -316,8 +321,10 @@ fn quick_points(runtime: Collector) -> Vec<(Workload, usize, usize, usize)> {
 }
 
 /// The arguments that make a child process run `policy` on `point`.
-pub fn child_args(runtime: Collector, point: &Point, policy: &str, threads: usize) -> Vec<String> {
+pub fn child_args(runtime: Collector, point: &Point, policy: &str, args: &Args) -> Vec<String> {
     let s = &point.shape;
+    let threads = args.threads;
+    let limit = args.memory_limit.map(|l| ["--memory-limit".to_string(), l.to_string()]);
     [
         "--child",
         "--runtime",
@@ -341,5 +348,6 @@ pub fn child_args(runtime: Collector, point: &Point, policy: &str, threads: usiz
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(limit.into_iter().flatten())
     .collect()
 }

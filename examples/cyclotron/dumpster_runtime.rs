@@ -85,6 +85,11 @@ impl Dumpster {
         Dumpster { held: Vec::new() }
     }
 
+    /// The trigger's counters, if the policy has one.
+    pub fn trigger_stats() -> Option<gcmalloc::TriggerStats> {
+        STATE.get()?.trigger.as_ref().map(GcTrigger::stats)
+    }
+
     /// The pauses measured so far (each from a condition that said yes to the
     /// next check on that thread).
     pub fn pauses() -> Vec<Duration> {

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(run) = &args.child {
-        let result = run_one(args.runtime, &run.point, &run.policy, args.threads);
+        let result = run_one(args.runtime, &run.point, &run.policy, args.threads, args.memory_limit);
         println!("{}", serde_json::to_string(&result).expect("results serialize"));
         return ExitCode::SUCCESS;
     }
@@ -93,8 +93,9 @@ fn main() -> ExitCode {
 }
 
 /// Runs one policy on one grid point in this process.
-fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> RunResult {
-    let trigger = policy::trigger(policy);
+fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize, limit_mib: Option<usize>) -> RunResult {
+    let trigger = policy::trigger(policy, limit_mib);
+    let stats;
     let shape = point.shape;
     let gauge = Arc::new(TrashGauge::default());
     let mut sampler = Sampler::new(shape.total, Arc::clone(&gauge));
@@ -103,6 +104,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         Collector::Toy if threads > 1 => {
             let trigger = trigger.expect("the parser rejects `own` for the toy");
             let (pauses, samples) = run_threads(point.workload, &trigger, &shape, threads, &gauge);
+            stats = Some(trigger.stats());
             (pauses, None, samples)
         }
         Collector::Toy => {
@@ -116,12 +118,14 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
                 &mut sampler,
             );
             let pauses = std::mem::take(&mut heap.pauses);
+            stats = Some(trigger.stats());
             (pauses, None, sampler.samples)
         }
         Collector::Dumpster => {
             let mut rt = Dumpster::new(trigger, Arc::clone(&gauge));
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
             let pauses = Dumpster::pauses();
+            stats = Dumpster::trigger_stats();
             (pauses, None, sampler.samples)
         }
         Collector::GcArena => {
@@ -137,6 +141,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
             };
             let mut rt = GcArena::new(pacing, Arc::clone(&gauge), sleep);
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
+            stats = rt.trigger_stats();
             (std::mem::take(&mut rt.pauses), Some(rt.collections), sampler.samples)
         }
     };
@@ -174,6 +179,8 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         parked_max: stops.iter().map(|&(_, n)| n).max().unwrap_or(0),
         stable,
         trash_slope,
+        limit_hits: stats.map_or(0, |s| s.limit_hits),
+        throttled: stats.map_or(0, |s| s.throttled),
         samples,
     }
 }
@@ -238,7 +245,7 @@ fn run_threads(
 fn run_child(point: &Point, policy: &str, args: &Args) -> Result<RunResult, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let output = Command::new(exe)
-        .args(cli::child_args(args.runtime, point, policy, args.threads))
+        .args(cli::child_args(args.runtime, point, policy, args))
         .output()
         .map_err(|e| format!("cannot start child run: {e}"))?;
     if !output.status.success() {
@@ -287,6 +294,9 @@ fn orchestrate(args: &Args) -> Result<(), String> {
     }
     if let Some(path) = &args.plot {
         report::write_plot(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(mib) = args.memory_limit {
+        print!("{}", report::limit_summary(&results, mib));
     }
     if args.policies.iter().any(|p| policy::split(p).1.is_some()) {
         print!("{}", frontier::verdict(&results));

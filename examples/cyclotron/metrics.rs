@@ -102,6 +102,12 @@ pub struct RunResult {
     #[serde(default)]
     pub parked_max: usize,
     pub stable: bool,
+    /// The trigger's checks at the soft limit, and the limit-driven
+    /// collections its CPU cap held back (`--memory-limit`).
+    #[serde(default)]
+    pub limit_hits: u64,
+    #[serde(default)]
+    pub throttled: u64,
     /// Theil-Sen slope of the trash peaks, in objects per stability window.
     pub trash_slope: f64,
     /// Over time; left out of `--json`.

@@ -1,7 +1,7 @@
 //! Policies and their knobs: `name` or `name:knob` (`goal:200`,
 //! `balanced:16`), the trigger each builds, and the knob ranges of `--sweep`.
 
-use gcmalloc::{GcTrigger, MemorySource, Pacing};
+use gcmalloc::{GcTrigger, MemoryLimit, MemorySource, Pacing};
 
 /// Every policy, in report order.
 pub const POLICIES: [&str; 8] = ["own", "count", "rss", "estimate", "goal", "debt", "balanced", "incremental"];
@@ -57,9 +57,13 @@ pub fn sweep(policy: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{policy}:{}", range[pick(i)])).collect()
 }
 
-/// The trigger a policy uses (`own`, `debt`: none, the collector decides).
-pub fn trigger(policy: &str) -> Option<GcTrigger> {
-    let builder = GcTrigger::builder();
+/// The trigger a policy uses (`own`, `debt`: none, the collector decides),
+/// with a soft memory limit of `limit_mib` if given.
+pub fn trigger(policy: &str, limit_mib: Option<usize>) -> Option<GcTrigger> {
+    let mut builder = GcTrigger::builder();
+    if let Some(mib) = limit_mib {
+        builder = builder.memory_limit(MemoryLimit::Bytes(mib << 20));
+    }
     let (name, _) = split(policy);
     let percent = |default| knob(policy, default) as u32;
     Some(

@@ -247,6 +247,30 @@ fn real_verdict(points: &[PointResults], runtime: &str, out: &mut String) {
     line(out, within == n, &format!("on every row, estimate's time <= 1.10x own's: {within} of {n} (worst {max}; one run: see the note on noise)"));
 }
 
+/// `--memory-limit`: each run's peak RSS against the limit, its collection
+/// share, and the trigger's limit hits and throttled collections.
+pub fn limit_summary(points: &[PointResults], limit_mib: usize) -> String {
+    let mut out = format!("\nSoft memory limit {limit_mib} MiB (own: no trigger, no limit)\n");
+    for run in points.iter().flat_map(|p| &p.runs) {
+        let _ = writeln!(
+            out,
+            "  {} {} cycle={} extra={} live={} {:<14} peak RSS {:.2}x the limit, collections {:.0}% of the run, \
+             {} limit hits, {} throttled",
+            run.runtime,
+            run.workload,
+            run.cycle,
+            run.extra,
+            run.live,
+            run.policy,
+            run.peak_rss_bytes as f64 / (limit_mib << 20) as f64,
+            run.gc_share * 100.0,
+            run.limit_hits,
+            run.throttled
+        );
+    }
+    out
+}
+
 /// Every run's figures as JSON (without the samples).
 pub fn write_json(path: &Path, points: &[PointResults]) -> std::io::Result<()> {
     let runs: Vec<RunResult> = points
