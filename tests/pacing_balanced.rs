@@ -100,7 +100,7 @@ fn balanced_limit_grows_with_the_allocation_rate() {
         .source(MemorySource::Custom(|| MEM.load(Relaxed)))
         .build();
     assert_eq!(trigger.heap_limit(), Some(20 * MIB), "cold: L + L");
-    let mut run = |bytes_per_step: usize| {
+    let run = |bytes_per_step: usize| {
         for _ in 0..2_000 {
             trigger.record_alloc(2);
             MEM.fetch_add(bytes_per_step, Relaxed);

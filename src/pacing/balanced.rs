@@ -130,6 +130,10 @@ fn smooth(value: &mut f64, sample: f64, old_weight: f64, first: bool) {
 /// trace the live bytes across the second half, a little per allocated byte,
 /// instead of one full collection when the limit is reached.
 ///
+/// A collector that counts its work in objects rather than bytes (gc-arena)
+/// spreads its cycle's object count over the room left instead; cyclotron's
+/// `incremental` policy (`examples/cyclotron/arena_runtime.rs`) does so.
+///
 /// ```
 /// use gcmalloc::IncrementalPacing;
 ///

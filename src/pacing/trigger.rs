@@ -295,6 +295,35 @@ struct Counts {
 /// assert_eq!(collections, 4); // after every 2,001 allocations
 /// ```
 ///
+/// # Time-aware pacing, soft limits, and why it collected
+///
+/// [`Pacing::BALANCED`] sets the limit from the live bytes, the allocation
+/// rate and the collection speed, which the trigger measures from the time
+/// between a "collect" and [`collected`](Self::collected) (or
+/// [`collection_started`](Self::collection_started) /
+/// [`collected_in`](Self::collected_in)). [`memory_limit`](TriggerBuilder::memory_limit)
+/// adds a soft limit to any pacing. [`stats`](Self::stats) says how often it
+/// was asked, deferred, and why it last said yes:
+///
+/// ```
+/// use gcmalloc::{CollectReason, GcTrigger, MemoryLimit, Pacing};
+///
+/// let trigger = GcTrigger::builder()
+///     .pacing(Pacing::BALANCED)
+///     .memory_limit(MemoryLimit::Container) // no limit where none is set
+///     .build();
+/// for _ in 0..10_000 {
+///     trigger.record_alloc(1);
+///     if trigger.should_collect() {
+///         // ... trace and sweep ...
+///         trigger.collected();
+///     }
+/// }
+/// if let Some(reason) = trigger.stats().last_reason {
+///     assert_ne!(reason, CollectReason::Goal);
+/// }
+/// ```
+///
 /// # Driving a real collector
 ///
 /// Thread-safety: every method takes `&self` and may be called from any
