@@ -23,7 +23,7 @@
 //! live outside the arena and keep their object alive while held.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gc_arena::arena::CollectionPhase;
 use gc_arena::lock::RefLock;
@@ -32,6 +32,7 @@ use gc_arena::{Arena, Collect, DynamicRoot, DynamicRootSet, Gc, Rootable};
 use gcmalloc::{DebtMeter, GcTrigger};
 
 use crate::heap::TrashGauge;
+use crate::metrics::PauseTimer;
 use crate::workloads::{child_index, Runtime};
 
 #[derive(Collect)]
@@ -138,14 +139,14 @@ impl GcArena {
         if self.arena.metrics().allocation_debt() <= 0.0 {
             return;
         }
-        let start = Instant::now();
+        let timer = PauseTimer::start();
         let before = self.arena.collection_phase();
         self.arena.collect_debt();
         let after = self.arena.collection_phase();
         if before != CollectionPhase::Sleeping && after == CollectionPhase::Sleeping {
             self.collections += 1;
         }
-        self.pauses.push(start.elapsed());
+        self.pauses.push(timer.stop());
     }
 }
 
@@ -174,7 +175,7 @@ impl GcArena {
             inc.cycle = Some(Cycle { limit, took: Duration::ZERO, awake: false });
         }
         let cycle = inc.cycle.as_mut().expect("set above");
-        let start = Instant::now();
+        let timer = PauseTimer::start();
         // The work left (at most every object, at `WORK_PER_OBJECT`) over
         // the room left: the rate rises as memory nears the limit.
         let room = cycle.limit.saturating_sub(now);
@@ -188,7 +189,7 @@ impl GcArena {
         } else {
             self.arena.finish_cycle();
         }
-        let took = start.elapsed();
+        let took = timer.stop();
         self.pauses.push(took);
         cycle.took += took;
         let asleep = self.arena.collection_phase() == CollectionPhase::Sleeping;
@@ -281,10 +282,10 @@ impl Runtime for GcArena {
             Pacing::Incremental(_) => self.incremental_step(allocated),
             Pacing::Trigger(trigger) => {
                 if trigger.should_collect() {
-                    let start = Instant::now();
+                    let timer = PauseTimer::start();
                     self.arena.finish_cycle();
                     trigger.collected();
-                    self.pauses.push(start.elapsed());
+                    self.pauses.push(timer.stop());
                     self.collections += 1;
                 }
             }

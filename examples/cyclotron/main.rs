@@ -151,7 +151,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize, limi
     let collections = collections.unwrap_or(pauses.len());
     let (stable, trash_slope) = metrics::stability(&samples, pauses.len());
     let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&pauses);
-    let gc_time_s = pauses.iter().map(Duration::as_secs_f64).sum::<f64>();
+    let gc_time_s = metrics::gc_cpu().as_secs_f64();
     let stops = threads::stops();
     let stop_latency_max_ms = stops.iter().map(|(d, _)| d.as_secs_f64() * 1e3).fold(0.0, f64::max);
     RunResult {

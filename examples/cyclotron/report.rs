@@ -129,10 +129,10 @@ Legend
   live      objects kept reachable (at most)
   t(s)      wall time of the run, seconds
   rssMiB    peak RSS of the run's own process (VmHWM), MiB
-  meanMiB   time-averaged RSS (the samples' mean, each weighted by the time it
-            holds), MiB
-  gc(s)     total collection time (the sum of the pauses), s; gc%: its share
-            of the run
+  meanMiB   time-averaged RSS: the mean of the samples, taken at even steps of
+            allocation (RSS over the mutator's progress), MiB
+  gc(s)     total collection time: the collecting threads' CPU time over the
+            pauses, s; gc%: its share of the run's wall time
   trash     most garbage objects awaiting collection at any sample
   pause     longest collection pause, ms (dumpster: from the condition's yes
             to the next check; gc-arena: the longest collect_debt/finish_cycle)
