@@ -51,7 +51,8 @@ pub fn envelope(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 }
 
 /// The envelope's memory at collection time `t` (linear between points; its
-/// slowest point's beyond it); `None` before its fastest point.
+/// slowest point's beyond it); `None` before its fastest point. (Any curve
+/// of (x, y) points by increasing x: y at `t`.)
 fn memory_at(env: &[(f64, f64)], t: f64) -> Option<f64> {
     let first = env.first()?;
     if t < first.0 {
@@ -67,19 +68,11 @@ fn memory_at(env: &[(f64, f64)], t: f64) -> Option<f64> {
 }
 
 /// The envelope's collection time at memory `m` (linear between points;
-/// its fastest point's above it); `None` below its leanest point.
+/// its fastest point's above it); `None` below its leanest point. The
+/// envelope read the other way: by increasing memory, time falls.
 fn time_at(env: &[(f64, f64)], m: f64) -> Option<f64> {
-    let last = env.last()?;
-    if m < last.1 {
-        return None;
-    }
-    for pair in env.windows(2) {
-        let ((t0, m0), (t1, m1)) = (pair[0], pair[1]);
-        if m >= m1 && m <= m0 {
-            return Some(if m0 > m1 { t0 + (t1 - t0) * (m0 - m) / (m0 - m1) } else { t0 });
-        }
-    }
-    env.first().map(|p| p.0)
+    let by_memory: Vec<(f64, f64)> = env.iter().rev().map(|&(t, m)| (m, t)).collect();
+    memory_at(&by_memory, m)
 }
 
 fn median(mut xs: Vec<f64>) -> Option<f64> {

@@ -11,9 +11,9 @@
 //! allocates while the paths stay below the standard library's stack
 //! threshold for paths (384 bytes).
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
+
+use crate::pacing::proc_memory;
 
 /// The longest path built, root included; a longer cgroup path reads as
 /// missing.
@@ -116,17 +116,7 @@ fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 fn read_file(path: &StackPath, buf: &mut [u8]) -> Option<usize> {
-    let mut file = File::open(path.as_str()?).ok()?;
-    let mut len = 0;
-    while len < buf.len() {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    Some(len)
+    proc_memory::read_into(path.as_str()?, buf)
 }
 
 /// A path built in a stack buffer, components joined with `/`.
