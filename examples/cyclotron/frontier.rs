@@ -24,10 +24,17 @@ const TIME_GOAL: f64 = 0.30;
 
 /// (collection time s, mean RSS MiB) of each run, per policy name, in
 /// policy order.
+/// A run without a knob (the base policy, added beside its sweep) is left
+/// out where the same policy was swept.
 fn by_policy(point: &PointResults) -> BTreeMap<&str, Vec<(f64, f64)>> {
+    let swept = |name: &str| point.runs.iter().any(|r| matches!(policy::split(&r.policy), (n, Some(_)) if n == name));
     let mut map: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for run in &point.runs {
-        map.entry(policy::split(&run.policy).0).or_default().push(xy(run));
+        let (name, knob) = policy::split(&run.policy);
+        if knob.is_none() && swept(name) {
+            continue;
+        }
+        map.entry(name).or_default().push(xy(run));
     }
     map
 }
