@@ -85,6 +85,8 @@ struct Cycle {
     limit: usize,
     /// Collection time so far (the sum of its steps).
     took: Duration,
+    /// Debt charged so far this cycle (the work paid for).
+    paid: f64,
     /// Whether a step left the collector awake (a later sleep ends the cycle).
     awake: bool,
 }
@@ -172,19 +174,23 @@ impl GcArena {
             inc.trigger.collection_started();
             metrics.adjust_debt(-metrics.allocation_debt());
             let limit = inc.trigger.heap_limit().expect("a balanced trigger has a limit");
-            inc.cycle = Some(Cycle { limit, took: Duration::ZERO, awake: false });
+            inc.cycle = Some(Cycle { limit, took: Duration::ZERO, paid: 0.0, awake: false });
         }
         let cycle = inc.cycle.as_mut().expect("set above");
         let timer = PauseTimer::start();
-        // The work left (at most every object, at `WORK_PER_OBJECT`) over
-        // the room left: the rate rises as memory nears the limit.
+        // The work left (every object at `WORK_PER_OBJECT`, less what this
+        // cycle paid) over the room left: an even rate that rises only if
+        // the cycle falls behind.
         let room = cycle.limit.saturating_sub(now);
         let at_limit = room == 0;
         if !at_limit {
-            let debt = grown as f64 * metrics.total_gc_count() as f64 * WORK_PER_OBJECT / room as f64;
+            let all = metrics.total_gc_count() as f64 * WORK_PER_OBJECT;
+            let left = (all - cycle.paid).max(all * 0.05);
+            let debt = grown as f64 * left / room as f64;
             // Never less than gc-arena's own unit per allocated object: a
             // cycle must end even when the live bytes (the work) are few.
             metrics.adjust_debt((debt - allocated as f64).max(0.0));
+            cycle.paid += debt.max(allocated as f64);
             self.arena.collect_debt();
         } else {
             self.arena.finish_cycle();
