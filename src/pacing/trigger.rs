@@ -93,6 +93,14 @@ pub enum Pacing {
     /// last collection, the allocation rate `g` and the collection speed `s`
     /// that the trigger measures (see [`GcTrigger::collected`]).
     /// [`Pacing::BALANCED`] has the defaults.
+    ///
+    /// The bytes allocated between two collections are the memory at the
+    /// later one's start less the baseline after the earlier one: the net
+    /// growth. It is at most the gross allocation (young garbage freed in
+    /// between is not seen), and equals it for a tracing collector, which
+    /// frees nothing between collections, within the estimate's
+    /// [`error_bound`](crate::Usage::error_bound) plus
+    /// [`undercount_bound`](crate::Usage::undercount_bound).
     Balanced {
         /// `1 / c`, in bytes: larger spends memory to save collection time.
         tuning: usize,
