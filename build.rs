@@ -32,6 +32,7 @@ fn main() {
     let root = Path::new("vendor/mimalloc");
     println!("cargo:rerun-if-changed=vendor/mimalloc/src");
     println!("cargo:rerun-if-changed=vendor/mimalloc/include");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=build/symbols.rs");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -42,6 +43,8 @@ fn main() {
     build
         .include(root.join("include"))
         .include(root.join("src"))
+        // gcmalloc's own C (`csrc/`), included by `static.c` as `csrc/...`.
+        .include(".")
         // The allocator is always optimized, also in `cargo test` builds, so
         // that tests exercise the code that ships and run in reasonable time.
         .opt_level(3)

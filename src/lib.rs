@@ -14,6 +14,64 @@
 //! gcmalloc's copy of mimalloc has its symbols renamed, so it links beside the
 //! `mimalloc` crate (any version) without either calling the other.
 //!
+//! # Concepts
+//!
+//! * **mutator**: a thread of the runtime that allocates and changes the
+//!   object graph (as opposed to the collector).
+//! * **slow-path event**: one of mimalloc's rarer allocator steps (a page
+//!   fills up, a fresh page is taken, a page is emptied, a thread exits); the
+//!   estimate is updated only there, never on the allocation or free fast
+//!   path.
+//! * **the estimate** ([`estimate`]): the live bytes of every page as of its
+//!   last slow-path event; exact again after a collection once the heaps are
+//!   *refreshed* ([`refresh_estimate`]).
+//! * **QSBR**, quiescent-state-based reclamation: a registered thread
+//!   promises not to hold references to shared objects across a *quiescent
+//!   state* ([`ThreadHandle::quiescent`]); an object unlinked and *retired*
+//!   ([`qsbr::retire`]) is dropped once every such thread has passed one.
+//! * **retire** ([`qsbr::retire`], [`qsbr::retire_block`]): hand an unlinked
+//!   object to QSBR, which drops or frees it once a *goal* is reached; until
+//!   then it is a *pending* item ([`qsbr::Stats::pending_bytes`]). (Never
+//!   called a delayed free: "delayed" names page reuse only.)
+//! * **goal**: a point of the QSBR write sequence; *reached* once every
+//!   registered thread online when it was made has passed a *quiescent
+//!   state* ([`ThreadHandle::quiescent`]) or gone offline (detached, exited).
+//! * **delayed page reuse** (type-stable pages, [`set_page_reuse_delay`]): an
+//!   emptied mimalloc page waits for a goal before another size class, heap
+//!   or the OS may have it; such a page is a *delayed page*
+//!   ([`Usage::delayed_bytes`], [`release_delayed_pages`]; `page-delay.c`
+//!   and `delay_*` in the C). Not to be confused with mimalloc's own
+//!   *delayed-free* list and flag (`MI_USE_DELAYED_FREE`,
+//!   `thread_delayed_free` in its C code), which route frees by other
+//!   threads into full pages through the owner; always named as
+//!   mimalloc's.
+//! * **orphans**: retired objects whose thread exited or detached, or that an
+//!   unregistered thread retired; any online thread's quiescent states
+//!   process them.
+//! * **sync** (of a page, for the estimate): setting what a page contributes
+//!   to the estimate to its live bytes, on an allocator slow path;
+//!   [`refresh_estimate`] syncs every page of a heap.
+//! * **attached / detached**: a registered thread that may read shared
+//!   memory without locks (and holds goals back, and is waited for by a
+//!   stop), or one that may not (and is neither).
+//! * **safepoint**: a point where a mutator may be parked by a stop of the
+//!   world; in gcmalloc, every [`ThreadHandle::quiescent`] call (and attach).
+//! * **optimistic reader**: a lock-free reader that may load a pointer to an
+//!   object that is being freed, read its header, and re-check; type-stable
+//!   pages make that read safe.
+//! * **young allocations**: what [`GcTrigger::record_alloc`] counts since the
+//!   last collection (objects, or whatever unit the runtime's threshold uses).
+//!
+//! # Layout
+//!
+//! Imports point down only. At the root, the allocator (`allocator.rs`,
+//! [`GcMalloc`]), the estimate (`accounting.rs`) and the C they call
+//! (`csrc/` and the vendored mimalloc). Above it `runtime/`: the thread
+//! registry and the retired-item queue at the bottom, then [`qsbr`],
+//! stop-the-world (`world.rs`), [`ThreadHandle`] (`thread.rs`), `fork.rs` and
+//! the type-stable page hooks. On top `pacing/`: [`GcTrigger`] and
+//! [`DebtMeter`].
+//!
 //! # Guide
 //!
 //! | you want | use |
@@ -53,36 +111,7 @@
 //! 2-core machine): [`estimate`] about 2 ns at any thread count, against
 //! about 1 µs to read RSS from `/proc`; [`ThreadHandle::quiescent`] under
 //! 1 ns; [`GcTrigger::record_alloc`] about 1 ns.
-//!
-//! # Glossary
-//!
-//! * **retire** ([`qsbr::retire`], [`qsbr::retire_block`]): hand an unlinked
-//!   object to QSBR, which drops or frees it once a *goal* is reached; until
-//!   then it is a *pending* item ([`qsbr::Stats::pending_bytes`]). (Never
-//!   called a delayed free: "delayed" names page reuse only.)
-//! * **goal**: a point of the QSBR write sequence; *reached* once every
-//!   registered thread online when it was made has passed a *quiescent
-//!   state* ([`ThreadHandle::quiescent`]) or gone offline (detached, exited).
-//! * **delayed page reuse** (type-stable pages, [`set_page_reuse_delay`]): an
-//!   emptied mimalloc page waits for a goal before another size class, heap
-//!   or the OS may have it; such a page is a *delayed page*
-//!   ([`Usage::delayed_bytes`], [`release_delayed_pages`]; `page-delay.c`
-//!   and `delay_*` in the C). Not to be confused with mimalloc's own
-//!   *delayed-free* list and flag (`MI_USE_DELAYED_FREE`,
-//!   `thread_delayed_free` in its C code), which route frees by other
-//!   threads into full pages through the owner; always named as
-//!   mimalloc's.
-//! * **orphans**: retired objects whose thread exited or detached, or that an
-//!   unregistered thread retired; any online thread's quiescent states
-//!   process them.
-//! * **sync** (of a page, for the estimate): setting what a page contributes
-//!   to the estimate to its live bytes, on an allocator slow path;
-//!   [`refresh_estimate`] syncs every page of a heap.
-//! * **attached / detached**: a registered thread that may read shared
-//!   memory without locks (and holds goals back, and is waited for by a
-//!   stop), or one that may not (and is neither).
 
-#![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 mod accounting;
@@ -118,9 +147,11 @@ pub use runtime::world::{
 /// True for every byte of every block gcmalloc returned, at any size and
 /// alignment (and for any address inside one of mimalloc's arenas). Pointers
 /// from another allocator, including another copy of mimalloc in the same
-/// process, return false. An interior pointer more than 4 GiB into a block
-/// may also read false (the segment map is searched that far back). Cheap:
-/// two or three loads in mimalloc's segment map.
+/// process, return false. Any address may be asked about at any time: the
+/// answer comes from mimalloc's own tables, never from reading the memory
+/// at or near `ptr`, so it cannot fault, even while another thread frees the
+/// block (the answer is then either). Cheap: a check of mimalloc's arenas
+/// and one load in its segment map.
 ///
 /// ```
 /// let b = Box::new(7u64);
@@ -129,8 +160,9 @@ pub use runtime::world::{
 /// assert!(!gcmalloc::owns(core::ptr::null()));
 /// ```
 pub fn owns(ptr: *const u8) -> bool {
-    // SAFETY: mi_is_in_heap_region only looks the address up in mimalloc's
-    // segment map; it never dereferences `ptr`.
+    // SAFETY: mi_is_in_heap_region only compares the address with mimalloc's
+    // arena table and segment map, which stay mapped for the process's life;
+    // it dereferences neither `ptr` nor a segment header.
     unsafe { ffi::mi_is_in_heap_region(ptr.cast()) }
 }
 

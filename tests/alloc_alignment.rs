@@ -164,7 +164,7 @@ fn huge_blocks_are_usable() {
 /// every alignment: blocks aligned to 512 MiB or more live in segments the OS
 /// maps near the top of the address space, and a block with a huge alignment
 /// starts 32 MiB into its segment, so neither its address nor an interior
-/// pointer masks to its segment's start (both read false before patch 0008).
+/// pointer masks to its segment's start (both read false in stock mimalloc).
 #[test]
 fn owns_every_byte_of_every_block() {
     let a = GcMalloc;

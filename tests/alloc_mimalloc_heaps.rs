@@ -114,7 +114,7 @@ fn a_deleted_heap_hands_its_waiting_pages_over_whole() {
     assert_accounting_consistent("after the deleted heap's page was freed");
 }
 
-/// Patch 0002 once grew `mi_page_t`, which is also a slice entry of the
+/// Delayed page reuse once grew `mi_page_t`, which is also a slice entry of the
 /// segment header, from 12 words to 16: the header took a second 64 KiB slice
 /// in every segment, one usable slice fewer, and blocks started 64 KiB later
 /// in it. A huge block starts right after the header of its own segment, so

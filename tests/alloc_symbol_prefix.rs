@@ -31,6 +31,8 @@ fn compile(cc: &str, source: &Path, include: &Path, object: &Path) {
         .arg("-I")
         .arg(root.join("src"))
         .arg("-I")
+        .arg(env!("CARGO_MANIFEST_DIR")) // gcmalloc's csrc/
+        .arg("-I")
         .arg(include)
         .arg(source)
         .arg("-o")

@@ -11,7 +11,7 @@
 //! pointer, never touches memory that became part of an unrelated object, a
 //! different size class, another heap or an unmapped page.
 //!
-//! The mechanism lives in the patched mimalloc (`vendor/mimalloc/src/page-delay.c`):
+//! The mechanism lives in the patched mimalloc (`csrc/page-delay.c`):
 //! a page that becomes empty is tagged with a QSBR goal and queued on its
 //! heap's FIFO instead of being freed. It stays in its size-class queue, so
 //! same-size allocations reuse it at once (which cancels the pending free).

@@ -1,5 +1,5 @@
 //! A loom model of the abandoned-page protocol of the live-bytes accounting
-//! in `vendor/mimalloc/src/accounting.c` (the C code cannot run under loom,
+//! in `csrc/accounting.c` (the C code cannot run under loom,
 //! so this mirrors its atomic protocol step by step, with the same orderings).
 //!
 //! A page holds two live blocks. Its owner (A) abandons the page while

@@ -144,14 +144,6 @@ mi_decl_export void mi_free_small(void* p) mi_attr_noexcept;
 typedef void (mi_cdecl mi_deferred_free_fun)(bool force, unsigned long long heartbeat, void* arg);
 mi_decl_export void mi_register_deferred_free(mi_deferred_free_fun* deferred_free, void* arg) mi_attr_noexcept;
 
-// gcmalloc: delayed page reuse (src/page-delay.c). `goal` returns the QSBR goal
-// for a page emptied now, as a 32-bit tag the page keeps (0: it may be reused
-// at once); `reached` tells if the goal of a tag is reached. Both must be
-// callable from any thread, must not allocate and must not block.
-typedef uint32_t (mi_cdecl mi_page_goal_fun)(size_t page_bytes);
-typedef bool (mi_cdecl mi_goal_reached_fun)(uint32_t goal);
-mi_decl_export void mi_page_delay_set_hooks(mi_page_goal_fun* goal, mi_goal_reached_fun* reached) mi_attr_noexcept;
-
 typedef void (mi_cdecl mi_output_fun)(const char* msg, void* arg);
 mi_decl_export void mi_register_output(mi_output_fun* out, void* arg) mi_attr_noexcept;
 
@@ -170,33 +162,6 @@ mi_decl_export void mi_options_print(void)    mi_attr_noexcept;
 mi_decl_export void mi_process_info(size_t* elapsed_msecs, size_t* user_msecs, size_t* system_msecs,
                                     size_t* current_rss, size_t* peak_rss,
                                     size_t* current_commit, size_t* peak_commit, size_t* page_faults) mi_attr_noexcept;
-
-// gcmalloc: live-bytes accounting (src/accounting.c)
-typedef struct mi_acct_usage_s {
-  size_t estimate;         // what `mi_acct_estimate` returns
-  size_t small_bytes;      // small/medium pages owned by heaps: used blocks as of each page's last sync (exact sum over heaps)
-  size_t large_bytes;      // large/huge pages owned by heaps (exact sum over heaps)
-  size_t abandoned_bytes;  // live blocks in pages of exited threads
-  size_t heaps;            // live heaps
-  size_t error_bound;      // |estimate - (small + large + abandoned)| <= error_bound
-  size_t undercount_bound; // heaps * one small/medium page per size class: the most that fast-path allocations since the last sync hold uncounted
-  size_t delayed_pages;    // empty pages waiting for their QSBR goal (src/page-delay.c), in heaps and abandoned
-  size_t delayed_bytes;    // and their size (not part of the estimate)
-} mi_acct_usage_t;
-
-mi_decl_export size_t mi_acct_estimate(void) mi_attr_noexcept;
-mi_decl_export void   mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept;
-typedef struct mi_acct_audit_s {
-  size_t counted;          // the heaps' counters plus the abandoned total
-  size_t carried;          // the bytes every page carries: equal to `counted` unless the counters drifted
-  size_t recounted;        // live bytes by the page structures: equal to `counted` right after a refresh of every heap
-} mi_acct_audit_t;
-
-mi_decl_export void   mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept;  // only while no other thread allocates or frees
-mi_decl_export void   mi_acct_fork_lock(bool lock) mi_attr_noexcept;       // hold the heap list's lock across fork(): true before, false after (parent and child)
-struct mi_heap_s;  // mi_heap_t, declared below
-mi_decl_export void   mi_acct_refresh(struct mi_heap_s* heap) mi_attr_noexcept;     // NULL: the calling thread's heap; another's only while its owner is stopped
-mi_decl_export size_t mi_acct_heap_bytes(const struct mi_heap_s* heap) mi_attr_noexcept;  // NULL: the calling thread's heap: its share of the estimate
 
 
 // Generally do not use the following as these are usually called automatically

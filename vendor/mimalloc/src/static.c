@@ -16,8 +16,9 @@ terms of the MIT license. A copy of the license can be found in the file
 #include "mimalloc.h"
 #include "mimalloc/internal.h"
 
-// gcmalloc: src/accounting.c and src/page-delay.c use statics of other files
-// and are compiled only as part of this one (they check this define).
+// gcmalloc: its C (csrc/ of the crate, whose root build.rs puts on the include
+// path) uses statics of other files and is compiled only as part of this one
+// (it checks this define).
 #define MI_IN_STATIC_C
 
 // For a static override we create a single object file
@@ -35,11 +36,11 @@ terms of the MIT license. A copy of the license can be found in the file
 #include "options.c"
 #include "os.c"
 #include "page.c"           // includes page-queue.c
-#include "page-delay.c"     // gcmalloc: delayed page reuse
+#include "csrc/page-delay.c"  // gcmalloc: delayed page reuse
 #include "random.c"
 #include "segment.c"
 #include "segment-map.c"
-#include "accounting.c"       // gcmalloc: full-page byte accounting (uses page-queue.c and segment.c statics)
+#include "csrc/accounting.c" // gcmalloc: live-bytes accounting (uses page-queue.c and segment.c statics)
 #include "stats.c"
 #include "prim/prim.c"
 #if MI_OSX_ZONE

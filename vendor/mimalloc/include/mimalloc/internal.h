@@ -251,17 +251,6 @@ void        _mi_heap_delayed_free_all(mi_heap_t* heap);
 bool        _mi_heap_delayed_free_partial(mi_heap_t* heap);
 void        _mi_heap_collect_retired(mi_heap_t* heap, bool force);
 
-// page-delay.c (gcmalloc: delayed page reuse)
-bool        _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force);
-bool        _mi_page_delay_keep(mi_page_t* page);
-void        _mi_page_delay_drop_goal(mi_page_t* page);
-void        _mi_page_delay_abandon(mi_page_t* page);
-void        _mi_page_delay_reclaim(mi_heap_t* heap, mi_page_t* page);
-void        _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from);
-void        _mi_heap_collect_delayed(mi_heap_t* heap);
-mi_page_t*  _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool is_huge);
-void        _mi_page_delay_abandoned(size_t* pages, size_t* bytes);
-
 void        _mi_page_use_delayed_free(mi_page_t* page, mi_delayed_t delay, bool override_never);
 bool        _mi_page_try_use_delayed_free(mi_page_t* page, mi_delayed_t delay, bool override_never);
 size_t      _mi_page_queue_append(mi_heap_t* heap, mi_page_queue_t* pq, mi_page_queue_t* append);
@@ -269,16 +258,6 @@ void        _mi_deferred_free(mi_heap_t* heap, bool force);
 
 void        _mi_page_free_collect(mi_page_t* page,bool force);
 void        _mi_page_reclaim(mi_heap_t* heap, mi_page_t* page);   // callback from segments
-
-// accounting.c (gcmalloc: live-bytes accounting)
-void        _mi_page_acct_requeued(mi_heap_t* heap, mi_page_t* page, bool queued);
-void        _mi_page_acct_abandon(mi_page_t* page);
-void        _mi_page_acct_claim(mi_page_t* page);
-void        _mi_page_acct_free_abandoned(mi_page_t* page);
-void        _mi_heap_acct_absorb(mi_heap_t* heap, mi_heap_t* from);
-void        _mi_heap_acct_reset(mi_heap_t* heap);
-void        _mi_heap_acct_register(mi_heap_t* heap);
-void        _mi_heap_acct_unregister(mi_heap_t* heap);
 
 size_t      _mi_page_stats_bin(const mi_page_t* page); // for stats
 size_t      _mi_bin_size(size_t bin);                  // for stats
@@ -708,24 +687,6 @@ static inline mi_page_queue_t* mi_page_queue(const mi_heap_t* heap, size_t size)
 //-----------------------------------------------------------
 static inline bool mi_page_is_in_full(const mi_page_t* page) {
   return page->flags.x.in_full;
-}
-
-// gcmalloc: a page in use again drops a pending QSBR goal (src/page-delay.c).
-// Most pages have none: checked inline, so the hooks on the page-retire and
-// to-full paths cost a load and a branch, not a call.
-static inline void _mi_page_delay_cancel(mi_page_t* page) {
-  if mi_unlikely(page->qsbr_goal != 0) { _mi_page_delay_drop_goal(page); }
-}
-
-// gcmalloc: sync the live bytes `page` carries with `heap` (src/accounting.c)
-// when it enters (`queued`), moves within or leaves its heap's queues, or its
-// free lists were collected on a slow path. A small/medium page that carries
-// `used * block_size` already is checked inline and costs no call.
-static inline void _mi_page_acct_sync(mi_heap_t* heap, mi_page_t* page, bool queued) {
-  const size_t bsize = mi_page_block_size(page);
-  if (bsize <= MI_MEDIUM_OBJ_SIZE_MAX && !mi_page_is_huge(page) &&
-      mi_atomic_load_relaxed(&page->acct_bytes) == (queued ? bsize * page->used : 0)) return;
-  _mi_page_acct_requeued(heap, page, queued);
 }
 
 static inline void mi_page_set_in_full(mi_page_t* page, bool in_full) {
@@ -1200,5 +1161,8 @@ static inline void _mi_memzero_aligned(void* dst, size_t n) {
 }
 #endif
 
+
+// gcmalloc: its hooks, declared in its own tree (csrc/ of the crate)
+#include "csrc/gcmalloc.h"
 
 #endif

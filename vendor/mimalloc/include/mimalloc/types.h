@@ -266,10 +266,11 @@ typedef enum mi_delayed_e {
 
 // The `in_full` and `has_aligned` page flags are put in a union to efficiently
 // test if both are false (`full_aligned == 0`) in the `mi_free` routine.
-// gcmalloc: `delay_goal` is set while the page waits for a QSBR goal
-// (src/page-delay.c), so a local free into it, which proves the page in use
-// again, takes the generic path, and drops the goal there: the page-retire
-// path need not check for a goal.
+// gcmalloc: a third flag, `delay_goal`, is set while the page waits for a
+// QSBR goal (csrc/page-delay.c), so `full_aligned == 0` tests all three and a
+// local free into a waiting page, which proves the page in use again, takes
+// the generic path and drops the goal there: the page-retire path need not
+// check for a goal.
 #if !MI_TSAN
 typedef union mi_page_flags_s {
   uint8_t full_aligned;
@@ -316,11 +317,12 @@ typedef uintptr_t mi_thread_free_t;
 // - Using `uint16_t` does not seem to slow things down
 // - The size is 12 words on 64-bit which helps the page index calculations
 //   (and 14 words on 32-bit, and encoded free lists add 2 words)
-//   gcmalloc: still 12 words: `acct_bytes` and the 32-bit `qsbr_goal` take
-//   the padding, and the FIFO links of delayed page reuse live beside the
-//   slice entries in the segment (checked by `_Static_assert` in
-//   src/page-delay.c); a bigger page costs `mi_free` instructions and grows
-//   the segment header, 513 of them, past one slice
+//   gcmalloc: still 12 words (13 with MI_TSAN's wider flags, as in stock):
+//   `acct_bytes` and the 32-bit `qsbr_goal` take the padding, and the FIFO
+//   links of delayed page reuse live beside the slice entries in the segment
+//   (checked by `_Static_assert` in csrc/page-delay.c); a bigger page costs
+//   `mi_free` instructions and grows the segment header, 513 of them, past
+//   one slice
 // - `xthread_free` uses the bottom bits as a delayed-free flags to optimize
 //   concurrent frees where only the first concurrent free adds to the owning
 //   heap `thread_delayed_free` list (see `free.c:mi_free_block_mt`).
@@ -339,7 +341,7 @@ typedef struct mi_page_s {
   // layout like this to optimize access in `mi_malloc` and `mi_free`
   uint16_t              capacity;          // number of blocks committed, must be the first field, see `segment.c:page_clear`
   uint16_t              reserved;          // number of blocks reserved in memory
-  mi_page_flags_t       flags;             // `in_full` and `has_aligned` flags (8 bits)
+  mi_page_flags_t       flags;             // `in_full`, `has_aligned` and (gcmalloc) `delay_goal` flags (8 bits; 32 with MI_TSAN)
   uint8_t               free_is_zero:1;    // `true` if the blocks in the free list are zero initialized
   uint8_t               retire_expire:7;   // expiration count for retired blocks
 
@@ -349,7 +351,7 @@ typedef struct mi_page_s {
   uint8_t               block_size_shift;  // if not zero, then `(1 << block_size_shift) == block_size` (only used for fast path in `free.c:_mi_page_ptr_unalign`)
   uint8_t               heap_tag;          // tag of the owning heap, used to separate heaps by object type
   uint32_t              qsbr_goal;         // gcmalloc: the QSBR goal this empty page waits for, as the 32-bit
-                                           // tag gcmalloc made it (0: none; src/page-delay.c); in the former padding
+                                           // tag gcmalloc made it (0: none; csrc/page-delay.c); in the former padding
   size_t                block_size;        // size available in each block (always `>0`)
   uint8_t*              page_start;        // start of the page area containing the blocks
 
@@ -363,26 +365,19 @@ typedef struct mi_page_s {
   struct mi_page_s*     next;              // next page owned by this thread with the same `block_size`
   struct mi_page_s*     prev;              // previous page owned by this thread with the same `block_size`
 
-  // gcmalloc: the live bytes this page adds to the accounting (src/accounting.c)
+  // gcmalloc: the live bytes this page adds to the accounting (csrc/accounting.c)
   // as of its last sync: to its heap's counters while owned, or, with
   // `MI_ACCT_ABANDONED` set, to the process-wide abandoned total. Takes the
   // place of the former padding word.
   _Atomic(size_t)       acct_bytes;
 } mi_page_t;
 
-// gcmalloc: set in `mi_page_t.acct_bytes` while the bytes count in the abandoned total.
-#define MI_ACCT_ABANDONED  (((size_t)1) << (MI_SIZE_BITS - 1))
-
-// gcmalloc: the links of a page waiting for its QSBR goal (src/page-delay.c),
+// gcmalloc: the links of a page waiting for its QSBR goal (csrc/page-delay.c),
 // as 32-bit page references; valid only while the page's `qsbr_goal != 0`.
 typedef struct mi_delay_links_s {
   uint32_t next;   // the next page in its heap's FIFO (0: none)
   uint32_t prev;   // the previous page, `MI_DELAY_FIRST` or `MI_DELAY_ABANDONED` (0: not queued)
 } mi_delay_links_t;
-
-// gcmalloc: markers in `mi_delay_links_t.prev`; no page reference has these values.
-#define MI_DELAY_FIRST      ((uint32_t)1)   // the page is first in its heap's FIFO
-#define MI_DELAY_ABANDONED  ((uint32_t)2)   // the page waits for its goal in an abandoned segment
 
 
 
@@ -528,7 +523,7 @@ typedef struct mi_segment_s {
 
   mi_slice_t        slices[MI_SLICES_PER_SEGMENT+1];  // one extra final entry for huge blocks with large alignment
 
-  // gcmalloc: the FIFO links of the page at each slice index (src/page-delay.c);
+  // gcmalloc: the FIFO links of the page at each slice index (csrc/page-delay.c);
   // after the zero-initialized part: a page's entry is written when it is tagged.
   mi_delay_links_t  delay_links[MI_SLICES_PER_SEGMENT];
 } mi_segment_t;
@@ -610,13 +605,13 @@ struct mi_heap_s {
   #endif
   mi_page_t*            pages_free_direct[MI_PAGES_DIRECT];  // optimize: array where every entry points a page with possibly free blocks in the corresponding queue for that size.
   mi_page_queue_t       pages[MI_BIN_FULL + 1];              // queue of pages for each size class (or "bin")
-  // gcmalloc: full-page byte accounting (src/accounting.c), written only by the owning thread
+  // gcmalloc: live-bytes accounting (csrc/accounting.c), written only by the owning thread
   _Atomic(size_t)       acct_small;                          // `acct_bytes` of the small/medium pages
   _Atomic(size_t)       acct_large;                          // `acct_bytes` of the large/huge pages
   intptr_t              acct_unpublished;                    // change of `acct_small + acct_large` not yet added to the process total
   mi_heap_t*            acct_next;                           // process-wide list of heaps (under the accounting lock)
   mi_heap_t*            acct_prev;
-  // gcmalloc: delayed page reuse (src/page-delay.c)
+  // gcmalloc: delayed page reuse (csrc/page-delay.c)
   mi_page_t*            delay_first;                         // FIFO of empty pages waiting for their QSBR goal
   mi_page_t*            delay_last;
   _Atomic(size_t)       delay_pages;                         // pages in the FIFO (written by the owner only)

@@ -31,7 +31,7 @@ Invariants
   runs on another thread's heap (e.g. during a stop-the-world) finds the right
   list.
 
-The goals come from gcmalloc's QSBR (Rust, `src/type_stable.rs`) through two
+The goals come from gcmalloc's QSBR (Rust, `src/runtime/type_stable.rs`) through two
 hooks installed at run time; until they are installed every page is freed at
 once, exactly as in stock mimalloc.
 -----------------------------------------------------------------------------*/
@@ -43,7 +43,7 @@ once, exactly as in stock mimalloc.
 #include "mimalloc/internal.h"
 #include "mimalloc/atomic.h"
 
-// `mi_page_t` keeps stock's size on 64-bit: 12 words (0001's `acct_bytes`
+// `mi_page_t` keeps stock's size on 64-bit: 12 words (`acct_bytes`
 // took the padding word, the 32-bit goal the padding after `heap_tag`), and 2
 // keys of encoded free lists or padding. `mi_free` finds a page by indexing
 // the segment's slice entries with it (12 words: two instructions; 13: three),
@@ -52,16 +52,28 @@ once, exactly as in stock mimalloc.
 // elsewhere in it. So the FIFO links live in the segment beside the slice
 // entries, 32 bits each (64-bit links would not fit with keys). `MI_SECURE`,
 // which gcmalloc does not build, adds a guard page that would not fit.
-#if (MI_INTPTR_SIZE == 8) && (MI_ENCODE_FREELIST || MI_PADDING)
-_Static_assert(sizeof(mi_page_t) == 14 * 8, "mi_page_t is not stock's size");
-#elif (MI_INTPTR_SIZE == 8)
-_Static_assert(sizeof(mi_page_t) == 12 * 8, "mi_page_t is not stock's size");
+// `MI_TSAN` (ThreadSanitizer builds, for testing only) gives each page flag
+// a byte of a 32-bit word, as stock does: one word more per page there, in
+// stock too, and with `MI_DEBUG`'s keys a header just over one slice, which
+// stock's segment layout (`mi_segment_calculate_slices`) takes in its
+// stride; only speed suffers.
+#if MI_TSAN
+#define MI_PAGE_WORDS  (13)
+#else
+#define MI_PAGE_WORDS  (12)
 #endif
+#if (MI_INTPTR_SIZE == 8) && (MI_ENCODE_FREELIST || MI_PADDING)
+_Static_assert(sizeof(mi_page_t) == (MI_PAGE_WORDS + 2) * 8, "mi_page_t is not stock's size");
+#elif (MI_INTPTR_SIZE == 8)
+_Static_assert(sizeof(mi_page_t) == MI_PAGE_WORDS * 8, "mi_page_t is not stock's size");
+#endif
+#if !MI_TSAN
 _Static_assert(sizeof(mi_segment_t) <= MI_SEGMENT_SLICE_SIZE, "the segment header takes more than one slice");
+#endif
 
 // A page reference: the page's segment number (its address / 32 MiB; segments
 // are aligned to their size) above its slice index, in 32 bits; that names
-// every page of a segment below 2^48 (the space patch 0008's segment map
+// every page of a segment below 2^48 (the space the extended segment map
 // covers). Segment number 0 names no page (address 0 is never mapped), so 0
 // means none and small values are markers (`MI_DELAY_FIRST`, `..._ABANDONED`).
 #define MI_DELAY_INDEX_BITS  (MI_SEGMENT_SHIFT - MI_SEGMENT_SLICE_SHIFT)
@@ -179,7 +191,7 @@ static void mi_delay_abandoned_add(mi_page_t* page, bool add) {
 }
 
 // A page waiting for its goal holds no live data, so the live-bytes accounting
-// (src/accounting.c) does not count it: sync an owned page when its goal is
+// (accounting.c) does not count it: sync an owned page when its goal is
 // set or dropped (a large/huge page counts by its goal, not by `used`).
 static void mi_page_delay_recount(mi_page_t* page) {
   mi_heap_t* const heap = mi_page_heap(page);
