@@ -6,15 +6,24 @@ source "$(dirname "$0")/lib.sh"
 step "benchmarks build"
 cargo bench --no-run
 
+step "cyclotron's tests: its report, and the crate docs' examples on dumpster and gc-arena"
+cargo test --release --manifest-path examples/cyclotron/Cargo.toml
+
 step "cyclotron: a short grid (chain), a tree point, two mutator threads, dumpster and gc-arena"
-cargo run --release --example cyclotron -- --cycle 10,100 --extra 0,100000 --live 10000 --total 100000 \
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --cycle 10,100 --extra 0,100000 --live 10000 --total 100000 \
   --json target/cyclotron-ci.json --plot target/cyclotron-ci.svg
-cargo run --release --example cyclotron -- --workload tree --cycle 10 --extra 10000 --live 10000 --total 100000
-cargo run --release --example cyclotron -- --threads 2 --cycle 10 --extra 0,10000 --live 10000 --total 200000
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --workload tree --cycle 10 --extra 10000 --live 10000 --total 100000
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --threads 2 --cycle 10 --extra 0,10000 --live 10000 --total 200000
 # Real collectors: a short form of `--runtime dumpster|gc-arena --quick`.
-cargo run --release --example cyclotron -- --runtime dumpster --cycle 10 --extra 0,100k --live 10k --total 100000
-cargo run --release --example cyclotron -- --runtime gc-arena --cycle 10 --extra 0,100k --live 10k --total 100000
-cargo run --release --example cyclotron -- --runtime gc-arena --workload tree --cycle 10 --extra 10k --live 10k --total 100000
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime dumpster --cycle 10 --extra 0,100k --live 10k --total 100000
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --cycle 10 --extra 0,100k --live 10k --total 100000
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --workload tree --cycle 10 --extra 10k --live 10k --total 100000
+# The time-memory frontier, short: three knob values per policy on gc-arena
+# (about 10 s), with the balanced policies' verdict; and a soft limit.
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --cycle 10 --extra 100k --live 10k \
+  --total 100000 --sweep 3 --policies own,estimate,goal,balanced,incremental --frontier target/cyclotron-frontier-ci.svg
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --cycle 10 --extra 100k --live 10k --total 200000 \
+  --policies estimate,balanced --memory-limit 256
 
 step "type-stable pages: peak RSS, delay on/off vs stock v2.3.2"
 cargo run --release --example page_delay_rss

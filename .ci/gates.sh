@@ -23,6 +23,10 @@ tail -1 target/layers.txt
 step "gates: rustfmt (rustfmt.toml), and clippy with the [lints] of Cargo.toml, warnings denied"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+# cyclotron is a package of its own (examples/cyclotron/Cargo.toml).
+cargo fmt --check --manifest-path examples/cyclotron/Cargo.toml
+cargo clippy --release --all-targets --manifest-path examples/cyclotron/Cargo.toml -- -D warnings \
+  -W clippy::undocumented_unsafe_blocks
 
 step "API docs build without warnings (broken or private links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps

@@ -2,7 +2,7 @@
 //! each memory source's read (what the gate pays once per threshold).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use gcmalloc::{GcTrigger, MemorySource};
+use gcmalloc::{GcTrigger, MemoryLimit, MemorySource, Pacing};
 
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
@@ -12,6 +12,28 @@ fn trigger_calls(c: &mut Criterion) {
     c.bench_function("record_alloc(1)", |b| b.iter(|| trigger.record_alloc(black_box(1))));
     let idle = GcTrigger::builder().source(MemorySource::Estimate).build();
     c.bench_function("should_collect below threshold", |b| b.iter(|| idle.should_collect()));
+    let balanced = GcTrigger::builder()
+        .source(MemorySource::Estimate)
+        .pacing(Pacing::BALANCED)
+        .memory_limit(MemoryLimit::Bytes(1 << 40))
+        .build();
+    c.bench_function("should_collect below threshold, balanced + limit", |b| b.iter(|| balanced.should_collect()));
+    // Past the threshold: the memory read, the cap, the limit and the
+    // balanced limit, then a deferral (memory is flat).
+    let deciding = GcTrigger::builder()
+        .threshold(1)
+        .cap_multiple(usize::MAX)
+        .source(MemorySource::Estimate)
+        .pacing(Pacing::BALANCED)
+        .memory_limit(MemoryLimit::Bytes(1 << 40))
+        .build();
+    c.bench_function("record_alloc(2) + deciding should_collect, balanced + limit", |b| {
+        b.iter(|| {
+            deciding.record_alloc(2);
+            deciding.should_collect()
+        })
+    });
+    c.bench_function("stats()", |b| b.iter(|| deciding.stats()));
 }
 
 fn memory_sources(c: &mut Criterion) {

@@ -77,7 +77,8 @@
 //! | you want | use |
 //! | --- | --- |
 //! | the bytes the program holds, at any moment, for a few ns | [`estimate`] (live bytes as of each page's last slow-path event), exact again after a collection with [`refresh_estimate`] or [`StopTheWorld::refresh_estimate`]; the breakdown, what is counted and the error bounds in [`usage`] / [`Usage`]; a recount in [`audit`] |
-//! | to decide when to collect | [`GcTrigger`]: a young-allocation threshold gated by memory growth ([`Pacing`]), reading the estimate or RSS ([`MemorySource`]) |
+//! | to decide when to collect | [`GcTrigger`]: a young-allocation threshold gated by memory growth ([`Pacing`]), reading the estimate or RSS ([`MemorySource`]); MemBalancer's time- and memory-aware limit ([`Pacing::BALANCED`]); a soft memory limit, the container's or yours, with a GC CPU cap ([`MemoryLimit`]); why it collected ([`GcTrigger::stats`]) |
+//! | an incremental collector to keep its pauses short | [`GcTrigger::incremental_pacing`]: the balanced limit as a sleep and a work rate per allocated byte ([`IncrementalPacing`]); [`DebtMeter`] for count-paced collectors |
 //! | lock-free readers and retired objects | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::retire_block`] (the algorithm is described in [`qsbr`]) |
 //! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]) |
 //! | a registered thread to block (join, recv, a lock, I/O) without holding QSBR goals or stops back | [`ThreadHandle::blocking`] |
@@ -126,7 +127,13 @@ pub use allocator::GcMalloc;
 pub use huge_pages::{
     huge_page_deferred_arenas, huge_page_threshold, set_huge_page_threshold, DEFAULT_HUGE_PAGE_THRESHOLD,
 };
+pub use pacing::balanced::{
+    CollectionSample, IncrementalPacing, MemBalancer, ALLOCATION_SMOOTHING, COLLECTION_SMOOTHING,
+};
+pub use pacing::cgroup::container_memory_limit;
 pub use pacing::debt::DebtMeter;
+pub use pacing::limit::{CpuBucket, MemoryLimit, CPU_BUCKET, LIMIT_REREAD};
+pub use pacing::stats::{CollectReason, TriggerStats};
 pub use pacing::trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use runtime::qsbr;
 pub use runtime::registry::ThreadState;

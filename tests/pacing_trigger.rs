@@ -265,3 +265,30 @@ fn should_collect_once_has_one_winner() {
         assert_eq!(yes.load(Relaxed), 1, "one due collection, one yes");
     }
 }
+
+/// A `Custom` source that panics while `should_collect_once` takes the new
+/// baseline leaves the trigger usable: the panic reaches the caller, and the
+/// next checks rebase and say yes again when a collection is due.
+#[test]
+fn should_collect_once_survives_a_panicking_source() {
+    static PANIC_NEXT_READ: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn source() -> usize {
+        if PANIC_NEXT_READ.swap(false, Relaxed) {
+            panic!("the source failed once");
+        }
+        100 * MIB
+    }
+    let trigger =
+        GcTrigger::builder().source(MemorySource::Custom(source)).pacing(Pacing::Goal { gogc: 0, min_heap: 0 }).build();
+    trigger.record_alloc(2_001);
+    assert!(trigger.should_collect_once(), "due");
+    PANIC_NEXT_READ.store(true, Relaxed);
+    let rebase = std::panic::catch_unwind(|| trigger.should_collect_once());
+    assert!(rebase.is_err(), "the source's panic reaches the caller");
+    let mut yes = 0;
+    for _ in 0..1_000 {
+        trigger.record_alloc(2_001);
+        yes += usize::from(trigger.should_collect_once());
+    }
+    assert_eq!(yes, 500, "every other due check says yes (the others rebase)");
+}

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::policy::{self, POLICIES};
 use crate::workloads::Shape;
 
 pub const USAGE: &str = "\
@@ -21,15 +22,21 @@ usage: cyclotron [--quick | --grid] [options]
   --cyclic-fraction F   fraction of chains closed into cycles (default 1.0)
   --total N             objects allocated per run (default: sized per point)
   --threads N           mutator threads (default 1)
-  --policies LIST       of own, count, rss, estimate, goal, debt (default: all
-                        the runtime has; `own` is the collector's own heuristic,
-                        which the toy does not have; `debt` is gc-arena's pacing
-                        with the estimate's growth added as debt)
+  --policies LIST       of own, count, rss, estimate, goal, debt, balanced,
+                        incremental, each optionally with its knob (goal:200,
+                        balanced:16) (default: all the runtime has; `own` is the
+                        collector's own heuristic, which the toy does not have;
+                        `debt` is gc-arena's pacing with the estimate's growth
+                        added as debt; `balanced` is MemBalancer's limit;
+                        `incremental` (gc-arena) paces its steps by that limit)
+  --sweep N             run each policy at N knob values across its range
+                        (0: the whole range): the time-memory frontier
+  --frontier FILE.svg   mean RSS against collection time, one line per policy
+  --memory-limit MIB    a soft memory limit on every trigger policy (10%
+                        headroom, collections capped at 50% of the time)
   --base P              policy the ratio columns compare against (default rss)
   --json FILE           every figure, as JSON
   --plot FILE.svg       RSS and trash over time, per point and policy";
-
-pub const POLICIES: [&str; 6] = ["own", "count", "rss", "estimate", "goal", "debt"];
 
 /// The collector the workloads run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,11 +69,12 @@ impl Collector {
         POLICIES.iter().filter(|p| self.has(p)).map(|p| p.to_string()).collect()
     }
 
-    /// `own` is a real collector's heuristic; `debt` paces gc-arena's.
+    /// `own` is a real collector's heuristic; `debt` and `incremental`
+    /// pace gc-arena's.
     fn has(self, policy: &str) -> bool {
-        match policy {
+        match policy::split(policy).0 {
             "own" => self != Collector::Toy,
-            "debt" => self == Collector::GcArena,
+            "debt" | "incremental" => self == Collector::GcArena,
             _ => true,
         }
     }
@@ -124,6 +132,9 @@ pub struct Args {
     pub threads: usize,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    pub frontier: Option<PathBuf>,
+    /// `--memory-limit`, in MiB.
+    pub memory_limit: Option<usize>,
     pub child: Option<ChildRun>,
 }
 
@@ -154,10 +165,7 @@ fn number(v: &str) -> Result<usize, String> {
 }
 
 fn policy(name: &str) -> Result<String, String> {
-    POLICIES
-        .contains(&name)
-        .then(|| name.to_string())
-        .ok_or_else(|| format!("unknown policy {name} (expected one of {POLICIES:?})"))
+    policy::parse(name)
 }
 
 /// Why the arguments give no run.
@@ -190,6 +198,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut policies: Option<Vec<String>> = None;
     let mut base = None;
     let (mut json, mut plot, mut child, mut child_policy) = (None, None, false, None);
+    let (mut sweep, mut frontier, mut memory_limit) = (None, None, None);
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -215,6 +224,9 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
             "--base" => base = Some(policy(&value()?)?),
             "--json" => json = Some(PathBuf::from(value()?)),
             "--plot" => plot = Some(PathBuf::from(value()?)),
+            "--frontier" => frontier = Some(PathBuf::from(value()?)),
+            "--sweep" => sweep = Some(number(&value()?)?),
+            "--memory-limit" => memory_limit = Some(number(&value()?)?),
             "--child" => child = true,
             "--policy" => child_policy = Some(policy(&value()?)?),
             "--help" | "-h" => return Err(ArgsError::Help),
@@ -225,6 +237,9 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         return Err("--cyclic-fraction needs a number in 0..=1".into());
     }
     let mut policies = policies.unwrap_or_else(|| runtime.policies());
+    if let Some(n) = sweep {
+        policies = policies.iter().flat_map(|p| policy::sweep(p, n)).collect();
+    }
     // The toy's ratios compare with CPython's RSS gate; a real collector's
     // with its own heuristic.
     let base = base.unwrap_or_else(|| if runtime == Collector::Toy { "rss" } else { "own" }.to_string());
@@ -279,7 +294,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         (true, Some(policy)) if points.len() == 1 => Some(ChildRun { point: points[0], policy }),
         (true, _) => return Err("--child needs --policy and exactly one point".into()),
     };
-    Ok(Args { runtime, points, policies, base, threads, json, plot, child })
+    Ok(Args { runtime, points, policies, base, threads, json, plot, frontier, memory_limit, child })
 }
 
 /// `--quick`: representative points: no payload, payloads of 10k, 100k and
@@ -306,8 +321,10 @@ fn quick_points(runtime: Collector) -> Vec<(Workload, usize, usize, usize)> {
 }
 
 /// The arguments that make a child process run `policy` on `point`.
-pub fn child_args(runtime: Collector, point: &Point, policy: &str, threads: usize) -> Vec<String> {
+pub fn child_args(runtime: Collector, point: &Point, policy: &str, args: &Args) -> Vec<String> {
     let s = &point.shape;
+    let threads = args.threads;
+    let limit = args.memory_limit.map(|l| ["--memory-limit".to_string(), l.to_string()]);
     [
         "--child",
         "--runtime",
@@ -331,5 +348,6 @@ pub fn child_args(runtime: Collector, point: &Point, policy: &str, threads: usiz
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(limit.into_iter().flatten())
     .collect()
 }

@@ -15,13 +15,14 @@
 //! cycle 10, extra 300k, live 30k); through `collect()` see the README.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dumpster::sync::{default_collect_condition, set_collect_condition, CollectInfo, Gc};
 use dumpster::Trace;
 use gcmalloc::GcTrigger;
 
 use crate::heap::TrashGauge;
+use crate::metrics::PauseTimer;
 use crate::workloads::{child_index, Runtime};
 
 /// One object: edges and keys behind locks (`sync::Gc` is shared), and a
@@ -54,18 +55,18 @@ static STATE: OnceLock<State> = OnceLock::new();
 thread_local! {
     /// When this thread's condition last said yes: dumpster collected right
     /// after, so the next check on this thread ends the pause.
-    static COLLECTING_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    static COLLECTING_SINCE: std::cell::Cell<Option<PauseTimer>> = const { std::cell::Cell::new(None) };
 }
 
 fn condition(info: &CollectInfo) -> bool {
     let state = STATE.get().expect("the runtime set its state");
-    if let Some(start) = COLLECTING_SINCE.take() {
-        state.pauses.lock().expect("no poisoned lock").push(start.elapsed());
+    if let Some(timer) = COLLECTING_SINCE.take() {
+        state.pauses.lock().expect("no poisoned lock").push(timer.stop());
     }
     // With a trigger, safepoints collect: the condition never does.
     let yes = state.trigger.is_none() && default_collect_condition(info);
     if yes {
-        COLLECTING_SINCE.set(Some(Instant::now()));
+        COLLECTING_SINCE.set(Some(PauseTimer::start()));
     }
     yes
 }
@@ -83,6 +84,11 @@ impl Dumpster {
         assert!(STATE.set(state).is_ok(), "one dumpster run per process");
         set_collect_condition(condition);
         Dumpster { held: Vec::new() }
+    }
+
+    /// The trigger's counters, if the policy has one.
+    pub fn trigger_stats() -> Option<gcmalloc::TriggerStats> {
+        STATE.get()?.trigger.as_ref().map(GcTrigger::stats)
     }
 
     /// The pauses measured so far (each from a condition that said yes to the
@@ -154,10 +160,10 @@ impl Runtime for Dumpster {
             return; // dumpster's own condition collects at drops
         };
         if trigger.should_collect() {
-            let start = Instant::now();
+            let timer = PauseTimer::start();
             dumpster::sync::collect();
             trigger.collected();
-            STATE.get().expect("set above").pauses.lock().expect("no poisoned lock").push(start.elapsed());
+            STATE.get().expect("set above").pauses.lock().expect("no poisoned lock").push(timer.stop());
         }
     }
 }

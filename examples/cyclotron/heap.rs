@@ -8,9 +8,11 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gcmalloc::GcTrigger;
+
+use crate::metrics::PauseTimer;
 
 /// A handle to a heap object. Valid while the object is reachable from its
 /// heap's roots at each safepoint (or was allocated since the last one).
@@ -277,10 +279,10 @@ impl Mutator for Heap {
 
     fn safepoint(&mut self, trigger: &GcTrigger) {
         if trigger.should_collect() {
-            let start = Instant::now();
+            let timer = PauseTimer::start();
             self.collect();
             trigger.collected();
-            self.pauses.push(start.elapsed());
+            self.pauses.push(timer.stop());
         }
     }
 }

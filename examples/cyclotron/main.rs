@@ -11,23 +11,33 @@
 //! - `rss`: CPython 3.14t's gate on the OS RSS (VmRSS + VmSwap);
 //! - `estimate`: the same gate on `gcmalloc::estimate()`;
 //! - `goal`: Go-style heap goal (GOGC=100) on `gcmalloc::estimate()`;
-//! - `debt` (gc-arena): its own pacing plus `gcmalloc::DebtMeter`'s debt.
+//! - `debt` (gc-arena): its own pacing plus `gcmalloc::DebtMeter`'s debt;
+//! - `balanced`: MemBalancer's heap limit (`Pacing::Balanced`) on the
+//!   estimate, timed by the trigger;
+//! - `incremental` (gc-arena): the balanced limit as gc-arena's incremental
+//!   pacing (`GcTrigger::incremental_pacing`): small steps, no full cycle.
+//!
+//! Each takes a knob (`goal:200`, `balanced:16`); `--sweep N` runs each
+//! policy across its knob's range and `--frontier` draws mean RSS against
+//! collection time, the time-memory frontier of each policy.
 //!
 //! Every policy runs the same workload, each in a child process of its own so
 //! that no run inherits another's peak RSS.
 //!
 //! ```text
-//! cargo run --release --example cyclotron -- --quick
-//! cargo run --release --example cyclotron -- --runtime gc-arena --quick
-//! cargo run --release --example cyclotron -- --grid --json grid.json --plot grid.svg
-//! cargo run --release --example cyclotron -- --workload tree --cycle 10 --extra 100000 --live 10000
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --quick
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --quick
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --grid --json grid.json --plot grid.svg
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --workload tree --cycle 10 --extra 100000 --live 10000
 //! ```
 
 mod arena_runtime;
 mod cli;
 mod dumpster_runtime;
+mod frontier;
 mod heap;
 mod metrics;
+mod policy;
 mod report;
 mod threads;
 mod workloads;
@@ -37,7 +47,7 @@ use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gcmalloc::{GcMalloc, GcTrigger, MemorySource, Pacing};
+use gcmalloc::{GcMalloc, GcTrigger};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use arena_runtime::GcArena;
@@ -69,7 +79,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(run) = &args.child {
-        let result = run_one(args.runtime, &run.point, &run.policy, args.threads);
+        let result = run_one(args.runtime, &run.point, &run.policy, args.threads, args.memory_limit);
         println!("{}", serde_json::to_string(&result).expect("results serialize"));
         return ExitCode::SUCCESS;
     }
@@ -82,25 +92,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The trigger each policy uses (`own`: none, the collector decides).
-fn trigger_for(policy: &str) -> Option<GcTrigger> {
-    let builder = GcTrigger::builder();
-    Some(
-        match policy {
-            "own" | "debt" => return None,
-            "count" => builder.source(MemorySource::None),
-            "rss" => builder.source(MemorySource::Rss),
-            "estimate" => builder.source(MemorySource::Estimate),
-            "goal" => builder.source(MemorySource::Estimate).pacing(Pacing::Goal { gogc: 100, min_heap: 4 << 20 }),
-            other => unreachable!("policy {other} was validated by the parser"),
-        }
-        .build(),
-    )
-}
-
 /// Runs one policy on one grid point in this process.
-fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> RunResult {
-    let trigger = trigger_for(policy);
+fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize, limit_mib: Option<usize>) -> RunResult {
+    let trigger = policy::trigger(policy, limit_mib);
+    let stats;
     let shape = point.shape;
     let gauge = Arc::new(TrashGauge::default());
     let mut sampler = Sampler::new(shape.total, Arc::clone(&gauge));
@@ -109,6 +104,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         Collector::Toy if threads > 1 => {
             let trigger = trigger.expect("the parser rejects `own` for the toy");
             let (pauses, samples) = run_threads(point.workload, &trigger, &shape, threads, &gauge);
+            stats = Some(trigger.stats());
             (pauses, None, samples)
         }
         Collector::Toy => {
@@ -122,22 +118,30 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
                 &mut sampler,
             );
             let pauses = std::mem::take(&mut heap.pauses);
+            stats = Some(trigger.stats());
             (pauses, None, sampler.samples)
         }
         Collector::Dumpster => {
             let mut rt = Dumpster::new(trigger, Arc::clone(&gauge));
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
             let pauses = Dumpster::pauses();
+            stats = Dumpster::trigger_stats();
             (pauses, None, sampler.samples)
         }
         Collector::GcArena => {
-            let pacing = match (policy, trigger) {
+            let sleep = match policy::split(policy).0 {
+                "own" | "debt" => policy::knob(policy, 50.0) / 100.0,
+                _ => 0.5, // gc-arena's default
+            };
+            let pacing = match (policy::split(policy).0, trigger) {
                 ("debt", _) => arena_runtime::Pacing::Debt(gcmalloc::DebtMeter::new()),
-                (_, Some(trigger)) => arena_runtime::Pacing::Trigger(trigger),
+                ("incremental", Some(trigger)) => arena_runtime::Pacing::incremental(trigger),
+                (_, Some(trigger)) => arena_runtime::Pacing::Trigger(Box::new(trigger)),
                 (_, None) => arena_runtime::Pacing::Own,
             };
-            let mut rt = GcArena::new(pacing, Arc::clone(&gauge));
+            let mut rt = GcArena::new(pacing, Arc::clone(&gauge), sleep);
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
+            stats = rt.trigger_stats();
             (std::mem::take(&mut rt.pauses), Some(rt.collections), sampler.samples)
         }
     };
@@ -147,6 +151,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
     let collections = collections.unwrap_or(pauses.len());
     let (stable, trash_slope) = metrics::stability(&samples, pauses.len());
     let (pause_p50_ms, pause_p99_ms, pause_max_ms) = metrics::pause_percentiles(&pauses);
+    let gc_time_s = metrics::gc_cpu().as_secs_f64();
     let stops = threads::stops();
     let stop_latency_max_ms = stops.iter().map(|(d, _)| d.as_secs_f64() * 1e3).fold(0.0, f64::max);
     RunResult {
@@ -161,6 +166,9 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         policy: policy.into(),
         time_s,
         peak_rss_bytes: metrics::peak_rss_bytes(),
+        mean_rss_bytes: metrics::mean_rss_bytes(&samples),
+        gc_time_s,
+        gc_share: gc_time_s / time_s,
         max_trash: gauge.max(),
         pause_p50_ms,
         pause_p99_ms,
@@ -171,6 +179,8 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize) -> R
         parked_max: stops.iter().map(|&(_, n)| n).max().unwrap_or(0),
         stable,
         trash_slope,
+        limit_hits: stats.map_or(0, |s| s.limit_hits),
+        throttled: stats.map_or(0, |s| s.throttled),
         samples,
     }
 }
@@ -235,7 +245,7 @@ fn run_threads(
 fn run_child(point: &Point, policy: &str, args: &Args) -> Result<RunResult, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let output = Command::new(exe)
-        .args(cli::child_args(args.runtime, point, policy, args.threads))
+        .args(cli::child_args(args.runtime, point, policy, args))
         .output()
         .map_err(|e| format!("cannot start child run: {e}"))?;
     if !output.status.success() {
@@ -284,6 +294,15 @@ fn orchestrate(args: &Args) -> Result<(), String> {
     }
     if let Some(path) = &args.plot {
         report::write_plot(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(mib) = args.memory_limit {
+        print!("{}", report::limit_summary(&results, mib));
+    }
+    if args.policies.iter().any(|p| policy::split(p).1.is_some()) {
+        print!("{}", frontier::verdict(&results));
+    }
+    if let Some(path) = &args.frontier {
+        frontier::write_plot(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
         let _ = writeln!(out, "\npolicy={policy}{against}");
         let _ = writeln!(
             out,
-            "{:>5} {:>6} {:>7} {:>6} {:>7} {:>5} {:>7} {:>5} {:>7} {:>5} {:>7} {:>5} {:>6} {:>6}",
+            "{:>5} {:>6} {:>7} {:>6} {:>7} {:>5} {:>7} {:>5} {:>7} {:>5} {:>6} {:>5} {:>7} {:>5} {:>7} {:>5} {:>6} {:>6}",
             "wl",
             "cycle",
             "extra",
@@ -67,6 +67,10 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
             "r-t",
             "rssMiB",
             "r-rss",
+            "meanMiB",
+            "r-mean",
+            "gc(s)",
+            "gc%",
             "trash",
             "r-tr",
             "pause",
@@ -80,7 +84,7 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
             };
             let _ = writeln!(
                 out,
-                "{:>5} {:>6} {:>7} {:>6} {:>7.2} {:>5} {:>7} {:>5} {:>7} {:>5} {:>7.2} {:>5} {:>6} {:>6}",
+                "{:>5} {:>6} {:>7} {:>6} {:>7.2} {:>5} {:>7} {:>5} {:>7} {:>5} {:>6.2} {:>5.1} {:>7} {:>5} {:>7.2} {:>5} {:>6} {:>6}",
                 run.workload,
                 count(run.cycle),
                 count(run.extra),
@@ -89,6 +93,10 @@ pub fn table(points: &[PointResults], policies: &[String], base: &str) -> String
                 ratio(run.time_s, b.time_s),
                 mib(run.peak_rss_bytes),
                 ratio(run.peak_rss_bytes as f64, b.peak_rss_bytes as f64),
+                mib(run.mean_rss_bytes),
+                ratio(run.mean_rss_bytes as f64, b.mean_rss_bytes as f64),
+                run.gc_time_s,
+                run.gc_share * 100.0,
                 count(run.max_trash),
                 ratio(run.max_trash as f64, b.max_trash as f64),
                 run.pause_max_ms,
@@ -121,6 +129,10 @@ Legend
   live      objects kept reachable (at most)
   t(s)      wall time of the run, seconds
   rssMiB    peak RSS of the run's own process (VmHWM), MiB
+  meanMiB   time-averaged RSS: the mean of the samples, taken at even steps of
+            allocation (RSS over the mutator's progress), MiB
+  gc(s)     total collection time: the collecting threads' CPU time over the
+            pauses, s; gc%: its share of the run's wall time
   trash     most garbage objects awaiting collection at any sample
   pause     longest collection pause, ms (dumpster: from the condition's yes
             to the next check; gc-arena: the longest collect_debt/finish_cycle)
@@ -233,6 +245,30 @@ fn real_verdict(points: &[PointResults], runtime: &str, out: &mut String) {
     let times: Vec<f64> = pairs.iter().map(|(e, o)| e.time_s / o.time_s).collect();
     let (max, within) = worst(&times, 1.10);
     line(out, within == n, &format!("on every row, estimate's time <= 1.10x own's: {within} of {n} (worst {max}; one run: see the note on noise)"));
+}
+
+/// `--memory-limit`: each run's peak RSS against the limit, its collection
+/// share, and the trigger's limit hits and throttled collections.
+pub fn limit_summary(points: &[PointResults], limit_mib: usize) -> String {
+    let mut out = format!("\nSoft memory limit {limit_mib} MiB (own: no trigger, no limit)\n");
+    for run in points.iter().flat_map(|p| &p.runs) {
+        let _ = writeln!(
+            out,
+            "  {} {} cycle={} extra={} live={} {:<14} peak RSS {:.2}x the limit, collections {:.0}% of the run, \
+             {} limit hits, {} throttled",
+            run.runtime,
+            run.workload,
+            run.cycle,
+            run.extra,
+            run.live,
+            run.policy,
+            run.peak_rss_bytes as f64 / (limit_mib << 20) as f64,
+            run.gc_share * 100.0,
+            run.limit_hits,
+            run.throttled
+        );
+    }
+    out
 }
 
 /// Every run's figures as JSON (without the samples).

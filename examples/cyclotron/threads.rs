@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use gcmalloc::{GcTrigger, ThreadHandle};
 
 use crate::heap::{Heap, Mutator};
+use crate::metrics::PauseTimer;
 
 /// A registered mutator thread. It holds its heap's lock between safepoints
 /// and releases it at each one, so that a collector can take the heap while
@@ -40,7 +41,7 @@ impl<'a> SharedMutator<'a> {
     /// makes the next one unnecessary. (`stop_the_world()` alone would also
     /// serialize them, but every waiter would then collect again.)
     fn collect_all(&mut self, trigger: &GcTrigger) {
-        let start = Instant::now();
+        let timer = PauseTimer::start();
         self.me.detach();
         let _turn = self.collector.lock().expect("a collector panicked");
         self.me.attach();
@@ -57,7 +58,7 @@ impl<'a> SharedMutator<'a> {
         }
         trigger.collected();
         drop(world);
-        lock(self.own).pauses.push(start.elapsed());
+        lock(self.own).pauses.push(timer.stop());
     }
 }
 

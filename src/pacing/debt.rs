@@ -18,7 +18,7 @@
 /// arena is single-threaded). The estimate is process-wide: with several
 /// arenas or threads allocating, each meter sees all of their growth.
 ///
-/// ```
+/// ```ignore
 /// use gc_arena::{Arena, Gc, Rootable};
 ///
 /// #[global_allocator]

@@ -17,15 +17,18 @@ const STATUS_BUF: usize = 8 * 1024;
 /// stack buffer.
 pub(crate) fn rss_and_swap() -> Option<usize> {
     let mut buf = [0u8; STATUS_BUF];
-    let len = read_into(&mut buf)?;
+    let len = read_into("/proc/self/status", &mut buf)?;
     let status = &buf[..len];
     let rss_kib = status_field_kib(status, b"VmRSS:")?;
     let swap_kib = status_field_kib(status, b"VmSwap:").unwrap_or(0);
     Some((rss_kib + swap_kib) * 1024)
 }
 
-fn read_into(buf: &mut [u8]) -> Option<usize> {
-    let mut file = File::open("/proc/self/status").ok()?;
+/// Reads the file at `path` into `buf` (cut at its size); its length, or
+/// `None` where it cannot be read. No allocation for paths shorter than
+/// the standard library's stack threshold (384 bytes).
+pub(crate) fn read_into(path: &str, buf: &mut [u8]) -> Option<usize> {
+    let mut file = File::open(path).ok()?;
     let mut len = 0;
     while len < buf.len() {
         match file.read(&mut buf[len..]) {

@@ -11,8 +11,13 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::pacing::balanced::{IncrementalPacing, MemBalancer};
+use crate::pacing::limit::MemoryLimit;
 use crate::pacing::proc_memory;
+use crate::pacing::signals::{Setup, Signals};
+use crate::pacing::stats::{CollectReason, Counters, TriggerStats};
 use crate::sync::{const_thread_local, AtomicU64, AtomicUsize, Ordering};
 use Ordering::{AcqRel, Acquire, Relaxed, Release};
 
@@ -27,6 +32,7 @@ const GATE_MIN_GROWTH: usize = 128 << 10;
 
 /// Where a [`GcTrigger`] reads how much memory the process holds.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum MemorySource {
     /// gcmalloc's [`estimate`](crate::estimate): a few nanoseconds, falls
     /// when memory is freed. The default.
@@ -65,6 +71,7 @@ impl MemorySource {
 
 /// How memory decides, once the young threshold is passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Pacing {
     /// CPython 3.14t: collect if memory grew by more than `percent` % of the
     /// baseline (at least 128 KiB) since the last collection; otherwise defer.
@@ -81,19 +88,55 @@ pub enum Pacing {
         /// The smallest heap the goal is computed from (Go: 4 MiB).
         min_heap: usize,
     },
+    /// MemBalancer ([`MemBalancer`]): collect once memory reaches
+    /// `L + sqrt(L * tuning * g / s)`, from the live bytes `L` after the
+    /// last collection, the allocation rate `g` and the collection speed `s`
+    /// that the trigger measures (see [`GcTrigger::collected`]).
+    /// [`Pacing::BALANCED`] has the defaults.
+    ///
+    /// The bytes allocated between two collections are the memory at the
+    /// later one's start less the baseline after the earlier one: the net
+    /// growth. It is at most the gross allocation (young garbage freed in
+    /// between is not seen), and equals it for a tracing collector, which
+    /// frees nothing between collections, within the estimate's
+    /// [`error_bound`](crate::Usage::error_bound) plus
+    /// [`undercount_bound`](crate::Usage::undercount_bound).
+    Balanced {
+        /// `1 / c`, in bytes: larger spends memory to save collection time.
+        tuning: usize,
+        /// The least extra memory over the live bytes (a floor for tiny
+        /// heaps).
+        min_extra: usize,
+    },
 }
 
 impl Pacing {
-    fn wants_collection(self, memory: usize, baseline: usize) -> bool {
-        match self {
+    /// `Balanced` with `tuning` 64 MiB (a heap of 64 MiB live that
+    /// allocates as fast as it collects gets `GOGC = 100`'s room) and a floor
+    /// of 1 MiB.
+    pub const BALANCED: Pacing = Pacing::Balanced { tuning: 64 << 20, min_extra: 1 << 20 };
+
+    /// Why memory says "collect", or `None` to defer; `heap_limit` is
+    /// `Balanced`'s current limit.
+    fn wants_collection(self, memory: usize, baseline: usize, heap_limit: usize) -> Option<CollectReason> {
+        let (yes, reason) = match self {
             Pacing::Gate { percent } => {
                 let growth = percent_of(baseline, percent).max(GATE_MIN_GROWTH);
-                memory > baseline.saturating_add(growth)
+                (memory > baseline.saturating_add(growth), CollectReason::Growth)
             }
             Pacing::Goal { gogc, min_heap } => {
                 let live = baseline.max(min_heap);
-                memory >= live.saturating_add(percent_of(live, gogc))
+                (memory >= live.saturating_add(percent_of(live, gogc)), CollectReason::Goal)
             }
+            Pacing::Balanced { .. } => (memory >= heap_limit, CollectReason::Balanced),
+        };
+        yes.then_some(reason)
+    }
+
+    fn balancer(self) -> Option<MemBalancer> {
+        match self {
+            Pacing::Balanced { tuning, min_extra } => Some(MemBalancer::new(tuning, min_extra)),
+            _ => None,
         }
     }
 }
@@ -120,6 +163,9 @@ pub struct TriggerBuilder {
     cap_multiple: usize,
     pacing: Pacing,
     source: MemorySource,
+    limit: Option<MemoryLimit>,
+    headroom_percent: u32,
+    cpu_percent: u32,
 }
 
 impl Default for TriggerBuilder {
@@ -129,6 +175,9 @@ impl Default for TriggerBuilder {
             cap_multiple: 40,
             pacing: Pacing::Gate { percent: 10 },
             source: MemorySource::Estimate,
+            limit: None,
+            headroom_percent: 10,
+            cpu_percent: 50,
         }
     }
 }
@@ -160,11 +209,44 @@ impl TriggerBuilder {
         self
     }
 
+    /// A soft memory limit on any pacing (default none): the trigger also
+    /// says "collect" once memory reaches the limit less the headroom
+    /// ([`limit_headroom_percent`](Self::limit_headroom_percent)), as long
+    /// as collections take at most the CPU share of
+    /// [`gc_cpu_percent`](Self::gc_cpu_percent) (see [`CpuBucket`](crate::CpuBucket)).
+    pub fn memory_limit(mut self, limit: MemoryLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The share of the soft limit kept for memory the source does not
+    /// see (stacks, code, other allocators), in percent (default 10; at
+    /// most 99).
+    pub fn limit_headroom_percent(mut self, percent: u32) -> Self {
+        self.headroom_percent = percent.min(99);
+        self
+    }
+
+    /// The share of time that collections driven by the soft limit may take,
+    /// in percent (default 50, as Go; 100: no cap).
+    pub fn gc_cpu_percent(mut self, percent: u32) -> Self {
+        self.cpu_percent = percent.clamp(1, 100);
+        self
+    }
+
     /// The trigger, with the current memory as its first baseline.
     pub fn build(self) -> GcTrigger {
         let counts = Arc::new(Counts::default());
-        counts.baseline.store(self.source.read().unwrap_or(0), Relaxed);
-        GcTrigger { config: self, counts }
+        let baseline = self.source.read().unwrap_or(0);
+        counts.baseline.store(baseline, Relaxed);
+        let signals = Signals::new(Setup {
+            balancer: self.pacing.balancer(),
+            limit: self.limit,
+            headroom_percent: self.headroom_percent,
+            cpu_percent: self.cpu_percent,
+            baseline,
+        });
+        GcTrigger { config: self, counts, stats: Counters::default(), signals }
     }
 }
 
@@ -221,6 +303,35 @@ struct Counts {
 /// assert_eq!(collections, 4); // after every 2,001 allocations
 /// ```
 ///
+/// # Time-aware pacing, soft limits, and why it collected
+///
+/// [`Pacing::BALANCED`] sets the limit from the live bytes, the allocation
+/// rate and the collection speed, which the trigger measures from the time
+/// between a "collect" and [`collected`](Self::collected) (or
+/// [`collection_started`](Self::collection_started) /
+/// [`collected_in`](Self::collected_in)). [`memory_limit`](TriggerBuilder::memory_limit)
+/// adds a soft limit to any pacing. [`stats`](Self::stats) says how often it
+/// was asked, deferred, and why it last said yes:
+///
+/// ```
+/// use gcmalloc::{CollectReason, GcTrigger, MemoryLimit, Pacing};
+///
+/// let trigger = GcTrigger::builder()
+///     .pacing(Pacing::BALANCED)
+///     .memory_limit(MemoryLimit::Container) // no limit where none is set
+///     .build();
+/// for _ in 0..10_000 {
+///     trigger.record_alloc(1);
+///     if trigger.should_collect() {
+///         // ... trace and sweep ...
+///         trigger.collected();
+///     }
+/// }
+/// if let Some(reason) = trigger.stats().last_reason {
+///     assert_ne!(reason, CollectReason::Goal);
+/// }
+/// ```
+///
 /// # Driving a real collector
 ///
 /// Thread-safety: every method takes `&self` and may be called from any
@@ -229,9 +340,12 @@ struct Counts {
 ///
 /// **dumpster** asks a plain `fn` on every `Gc` drop and has no hook after
 /// a collection: use [`should_collect_once`](Self::should_collect_once), and
-/// record allocations where the runtime makes its `Gc`s.
+/// record allocations where the runtime makes its `Gc`s. (This example and
+/// [`DebtMeter`](crate::DebtMeter)'s run as tests of cyclotron,
+/// `examples/cyclotron/tests/driving_collectors.rs`, which depends on the
+/// collectors.)
 ///
-/// ```
+/// ```ignore
 /// use std::sync::LazyLock;
 /// use dumpster::sync::{set_collect_condition, CollectInfo, Gc};
 /// use gcmalloc::GcTrigger;
@@ -279,6 +393,8 @@ struct Counts {
 pub struct GcTrigger {
     config: TriggerBuilder,
     counts: Arc<Counts>,
+    stats: Counters,
+    signals: Signals,
 }
 
 impl Default for GcTrigger {
@@ -342,21 +458,47 @@ impl GcTrigger {
         if young <= self.config.threshold {
             return false;
         }
+        self.stats.check();
         let Some(memory) = self.config.source.read() else {
-            return true;
+            return self.said_yes(CollectReason::Threshold, 0);
         };
-        let cap = self.config.threshold.saturating_mul(self.config.cap_multiple);
-        if young.saturating_add(counts.deferred.load(Relaxed)) > cap {
-            return true;
-        }
-        if self.config.pacing.wants_collection(memory, counts.baseline.load(Relaxed)) {
-            return true;
+        if let Some(reason) = self.memory_says(young, memory) {
+            return self.said_yes(reason, memory);
         }
         // Defer: add before subtracting (Release, see `pending`), so that a
         // concurrent `pending()` may over- but never under-count.
         add_saturating(&counts.deferred, young, Relaxed);
         counts.young.fetch_sub(young, Release);
+        self.stats.deferral();
         false
+    }
+
+    /// Why `memory` (with `young` allocations past the threshold) calls for
+    /// a collection: the cap, the soft limit, then the pacing.
+    fn memory_says(&self, young: usize, memory: usize) -> Option<CollectReason> {
+        let counts = &*self.counts;
+        let cap = self.config.threshold.saturating_mul(self.config.cap_multiple);
+        if young.saturating_add(counts.deferred.load(Relaxed)) > cap {
+            return Some(CollectReason::Cap);
+        }
+        if self.signals.over_limit(memory, &self.stats) {
+            return Some(CollectReason::Limit);
+        }
+        let heap_limit = self.signals.heap_limit();
+        self.config.pacing.wants_collection(memory, counts.baseline.load(Relaxed), heap_limit)
+    }
+
+    fn said_yes(&self, reason: CollectReason, memory: usize) -> bool {
+        if self.timed() {
+            self.signals.started(memory);
+        }
+        self.stats.yes(reason)
+    }
+
+    /// Whether the trigger measures time (for `Balanced` or a soft limit);
+    /// `Gate` and `Goal` alone read no clock.
+    fn timed(&self) -> bool {
+        matches!(self.config.pacing, Pacing::Balanced { .. }) || self.config.limit.is_some()
     }
 
     /// Call after each collection: clears the counts and records the memory
@@ -370,15 +512,90 @@ impl GcTrigger {
     /// freed other threads' objects under a stop calls
     /// [`StopTheWorld::refresh_estimate`](crate::StopTheWorld::refresh_estimate)
     /// before the restart.
+    ///
+    /// With [`Pacing::Balanced`] or a soft limit, the collection's duration
+    /// is measured from the last "collect" (or from
+    /// [`collection_started`](Self::collection_started)) to this call, and
+    /// the mutator time from the previous call to that start.
     pub fn collected(&self) {
+        let memory = self.memory_after_collection();
+        self.rebase(memory, None);
+    }
+
+    /// [`collected`](Self::collected), for a runtime that timed the
+    /// collection itself: `took` is its duration.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use gcmalloc::{GcTrigger, MemorySource, Pacing};
+    ///
+    /// let trigger = GcTrigger::builder().pacing(Pacing::BALANCED).source(MemorySource::Custom(|| 8 << 20)).build();
+    /// let start = Instant::now();
+    /// // ... trace and sweep ...
+    /// trigger.collected_in(start.elapsed());
+    /// assert!(trigger.heap_limit().unwrap() >= (8 << 20) + (1 << 20));
+    /// ```
+    pub fn collected_in(&self, took: Duration) {
+        let memory = self.memory_after_collection();
+        self.rebase(memory, Some(took));
+    }
+
+    /// Tells the trigger a collection starts now, for a runtime that
+    /// collects without asking (or long after the "collect"): its time and
+    /// the memory at its start feed [`Pacing::Balanced`] and the CPU cap.
+    /// Reads the source; does nothing with `Gate` or `Goal` and no limit.
+    pub fn collection_started(&self) {
+        if self.timed() {
+            self.signals.started(self.config.source.read().unwrap_or(0));
+        }
+    }
+
+    /// The counters since the trigger was built, and why it last said
+    /// "collect". Relaxed loads; never allocates.
+    pub fn stats(&self) -> TriggerStats {
+        self.stats.snapshot()
+    }
+
+    /// [`Pacing::Balanced`]'s heap limit for this cycle, in bytes; `None`
+    /// with another pacing.
+    pub fn heap_limit(&self) -> Option<usize> {
+        matches!(self.config.pacing, Pacing::Balanced { .. }).then(|| self.signals.heap_limit())
+    }
+
+    /// The soft memory limit as last read (before the headroom), in bytes;
+    /// `None` without one (or where the container sets none).
+    pub fn memory_limit(&self) -> Option<usize> {
+        self.signals.memory_limit()
+    }
+
+    /// For an incremental collector: [`Pacing::Balanced`]'s limit as a
+    /// sleep and a work rate ([`IncrementalPacing`]); `None` with another
+    /// pacing.
+    pub fn incremental_pacing(&self) -> Option<IncrementalPacing> {
+        self.heap_limit().map(|limit| IncrementalPacing::for_limit(self.baseline(), limit))
+    }
+
+    /// The memory now held, the calling thread's share of the estimate
+    /// refreshed first. Runs the source, which may be user code that panics.
+    fn memory_after_collection(&self) -> usize {
         if matches!(self.config.source, MemorySource::Estimate) {
             crate::refresh_estimate();
         }
+        self.config.source.read().unwrap_or(0)
+    }
+
+    /// Clears the counts and takes `memory` as the baseline. Runs no user
+    /// code, so it cannot be left half done.
+    fn rebase(&self, memory: usize, took: Option<Duration>) {
         self.flush_local();
         let counts = &*self.counts;
         counts.young.store(0, Relaxed);
         counts.deferred.store(0, Relaxed);
-        counts.baseline.store(self.config.source.read().unwrap_or(0), Relaxed);
+        let previous = counts.baseline.swap(memory, Relaxed);
+        self.stats.collection();
+        if self.timed() {
+            self.signals.collected(memory, previous, took);
+        }
     }
 
     /// [`should_collect`](Self::should_collect) for collectors that ask a
@@ -424,10 +641,14 @@ impl GcTrigger {
                 self.should_collect() && counts.epoch.compare_exchange(epoch, epoch + 1, AcqRel, Relaxed).is_ok()
             }
             ONCE_DUE => {
+                // The source (user code, which may panic) is read before the
+                // phase moves: a panic leaves the epoch DUE, and the next
+                // check reads again. No user code runs while REBASING.
+                let memory = self.memory_after_collection();
                 // One caller takes the baseline, and only then lets checks
                 // run again (Release: they see the cleared counts).
                 if counts.epoch.compare_exchange(epoch, epoch + 1, AcqRel, Relaxed).is_ok() {
-                    self.collected();
+                    self.rebase(memory, None);
                     counts.epoch.store(epoch + 2, Release);
                 }
                 false
