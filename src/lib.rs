@@ -77,6 +77,7 @@
 //! | you want | use |
 //! | --- | --- |
 //! | the bytes the program holds, at any moment, for a few ns | [`estimate`] (live bytes as of each page's last slow-path event), exact again after a collection with [`refresh_estimate`] or [`StopTheWorld::refresh_estimate`]; the breakdown, what is counted and the error bounds in [`usage`] / [`Usage`]; a recount in [`audit`] |
+//! | a runtime's objects apart from the rest of the program, with their own figure and a walk of their blocks | [`GcHeap`]: an `Allocator` (`Box<T, &GcHeap>`), [`GcHeap::estimate`], [`GcHeap::visit_blocks`], and [`MemorySource::GcHeap`] for the trigger |
 //! | to decide when to collect | [`GcTrigger`]: a young-allocation threshold gated by memory growth ([`Pacing`]), reading the estimate or RSS ([`MemorySource`]) |
 //! | lock-free readers and retired objects | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::retire_block`] (the algorithm is described in [`qsbr`]) |
 //! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]) |
@@ -117,12 +118,16 @@
 mod accounting;
 mod allocator;
 mod ffi;
+mod gc_heap;
 mod pacing;
 mod runtime;
 mod sync;
 
 pub use accounting::{audit, estimate, refresh_estimate, release_free_memory, thread_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
+#[doc(hidden)]
+pub use gc_heap::__block_owner;
+pub use gc_heap::{GcHeap, GcHeapError};
 pub use pacing::debt::DebtMeter;
 pub use pacing::trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use runtime::qsbr;

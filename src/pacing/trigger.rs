@@ -40,6 +40,12 @@ pub enum MemorySource {
     /// A function of the caller's, returning bytes (tests, or a runtime's
     /// own accounting).
     Custom(fn() -> usize),
+    /// The live bytes of one [`GcHeap`](crate::GcHeap)
+    /// ([`GcHeap::estimate`](crate::GcHeap::estimate)): a runtime's own
+    /// objects, whatever the rest of the program holds. Costs what
+    /// `Estimate` costs; [`GcTrigger::collected`] refreshes the calling
+    /// thread's share of it.
+    GcHeap(&'static crate::GcHeap),
 }
 
 impl MemorySource {
@@ -59,6 +65,7 @@ impl MemorySource {
             MemorySource::Rss => proc_memory::rss_and_swap(),
             MemorySource::None => None,
             MemorySource::Custom(read) => Some(read()),
+            MemorySource::GcHeap(heap) => Some(heap.estimate()),
         }
     }
 }
@@ -373,6 +380,9 @@ impl GcTrigger {
     pub fn collected(&self) {
         if matches!(self.config.source, MemorySource::Estimate) {
             crate::refresh_estimate();
+        }
+        if let MemorySource::GcHeap(heap) = self.config.source {
+            heap.refresh();
         }
         self.flush_local();
         let counts = &*self.counts;
