@@ -67,14 +67,16 @@ uint8_t mi_gc_heap_tag_new(void) mi_attr_noexcept {
   return 0;
 }
 
-// The GC heap of `tag` is dropped: the calling thread's heap of the tag is
-// deleted (its pages are abandoned, to be reclaimed by no one unless empty);
-// other threads' heaps go when their thread exits.
+// The GC heap of `tag` is dropped. The threads' heaps of the tag stay until
+// their thread exits: deleting one now would abandon its pages inside
+// segments its thread still owns, and a later free by that thread takes the
+// local path into a page without a heap. The calling thread's heap releases
+// its empty pages (as their QSBR goals allow).
 void mi_gc_heap_tag_drop(uint8_t tag) mi_attr_noexcept {
   if (tag == 0) return;
   mi_atomic_store_relaxed(&mi_gc_tag_state[tag], (uint8_t)2);
   mi_heap_t* const heap = mi_gc_heaps[tag];
-  if (heap != NULL) { mi_heap_delete(heap); }
+  if (heap != NULL) { mi_heap_collect(heap, true); }
 }
 
 

@@ -98,9 +98,10 @@ use crate::{ffi, Audit, Usage};
 /// [`GcMalloc`](crate::GcMalloc)'s `dealloc`, or any `&GcHeap`'s
 /// `deallocate`). Their bytes stay in the process-wide
 /// [`estimate`](crate::estimate). The tag is never handed out again, so no
-/// later GcHeap counts or walks them. The dropping thread's heap of the tag
-/// is deleted at once (its pages are abandoned, with the bytes they carry);
-/// other threads' heaps of the tag are deleted when their thread exits.
+/// later GcHeap counts or walks them. The threads' heaps of the dropped
+/// GcHeap (a few KiB each, and the pages of the blocks still live) stay
+/// until their thread exits, as mimalloc deletes a thread's heaps only then;
+/// the dropping thread's releases its empty pages at once.
 pub struct GcHeap {
     tag: u8,
 }
