@@ -71,8 +71,19 @@ fn reclaiming_thread(heap: &'static GcHeap, with_gc_heap: bool, gc: Vec<usize>, 
             // SAFETY: allocated here with this layout.
             unsafe { heap.deallocate(heap.allocate(layout()).unwrap().cast(), layout()) };
         }
-        // mimalloc reclaims when a thread needs another segment (32 MiB).
-        let big: Vec<Box<[u8]>> = (0..48).map(|_| vec![0u8; 1 << 20].into_boxed_slice()).collect();
+        // mimalloc reclaims when a thread needs another segment (32 MiB);
+        // from the GcHeap's heap if it has one, so that the global pages of
+        // the segment it reclaims must find the global heap.
+        let big: Vec<allocator_api2::vec::Vec<u8, &GcHeap>> = (0..48)
+            .filter(|_| with_gc_heap)
+            .map(|_| {
+                let mut v = allocator_api2::vec::Vec::with_capacity_in(1 << 20, heap);
+                v.resize(1 << 20, 0);
+                v
+            })
+            .collect();
+        let big_global: Vec<Box<[u8]>> =
+            (0..48).filter(|_| !with_gc_heap).map(|_| vec![0u8; 1 << 20].into_boxed_slice()).collect();
         let mut mine = Vec::with_capacity(8 * BLOCKS);
         for _ in 0..8 * BLOCKS {
             mine.push(Box::into_raw(Box::new([1u8; SIZE])));
@@ -83,21 +94,20 @@ fn reclaiming_thread(heap: &'static GcHeap, with_gc_heap: bool, gc: Vec<usize>, 
             }
         }
         let mut reclaimed = 0;
+        // (A reclaiming heap gives the page its own tag.)
+        let t = heap.tag();
         for &p in &gc {
-            let (tag, owner) = owner(p);
-            assert_eq!(tag, heap.tag());
-            match owner {
-                None => {}
-                Some(t) if t == heap.tag() => reclaimed += 1,
-                Some(t) => panic!("a page of the GcHeap (tag {tag}) was reclaimed by a heap of tag {t}"),
+            match owner(p) {
+                (tag, None) if tag == t => {}
+                (tag, Some(by)) if tag == t && by == t => reclaimed += 1,
+                other => panic!("a page of the GcHeap (tag {t}) was reclaimed by another heap: (page tag, heap tag) {other:?}"),
             }
         }
         for &p in &global {
-            let (tag, owner) = owner(p);
-            assert_eq!(tag, 0);
-            assert!(matches!(owner, None | Some(0)), "a global page was reclaimed by a heap of tag {owner:?}");
+            let o = owner(p);
+            assert!(matches!(o, (0, None | Some(0))), "a global page was reclaimed by another heap: {o:?}");
         }
-        drop(big);
+        drop((big, big_global));
         for p in mine {
             // SAFETY: allocated above.
             drop(unsafe { Box::from_raw(p) });
