@@ -84,12 +84,16 @@ fn check_prefix(p: NonNull<u8>, len: usize) {
 #[test]
 fn grow_and_shrink_in_place_and_by_moving() {
     let heap = heap();
-    // 100 bytes live in a 112-byte block: growing to 112 stays in place.
+    // 100 bytes live in a 112-byte block: growing to 101 stays in place.
     let (p, old) = filled(heap, 100, 8);
-    let new = Layout::from_size_align(112, 8).unwrap();
+    let new = Layout::from_size_align(101, 8).unwrap();
     // SAFETY: a live block of `old`; `new` is not smaller.
     let q = unsafe { heap.grow(p, old, new) }.unwrap().cast::<u8>();
-    assert_eq!(q, p, "a grow within the block moved it");
+    // (With MI_DEBUG's padding mimalloc's usable size is the requested size,
+    // so a grow always moves.)
+    if !cfg!(feature = "debug") {
+        assert_eq!(q, p, "a grow within the block moved it");
+    }
     check_prefix(q, 100);
     // Growing to 100 KiB moves it, with its contents.
     let big = Layout::from_size_align(100 << 10, 8).unwrap();
@@ -97,8 +101,8 @@ fn grow_and_shrink_in_place_and_by_moving() {
     let r = unsafe { heap.grow_zeroed(q, new, big) }.unwrap().cast::<u8>();
     assert_ne!(r, q);
     check_prefix(r, 100);
-    // SAFETY: the tail past the old 112 bytes was zeroed.
-    assert!(unsafe { std::slice::from_raw_parts(r.as_ptr().add(112), (100 << 10) - 112) }.iter().all(|&b| b == 0));
+    // SAFETY: the tail past the old 101 bytes was zeroed.
+    assert!(unsafe { std::slice::from_raw_parts(r.as_ptr().add(101), (100 << 10) - 101) }.iter().all(|&b| b == 0));
     // Shrinking to 60 KiB (more than half) stays in place.
     let smaller = Layout::from_size_align(60 << 10, 8).unwrap();
     // SAFETY: a live block of `big`; `smaller` is not larger.
