@@ -112,7 +112,6 @@
 //! about 1 µs to read RSS from `/proc`; [`ThreadHandle::quiescent`] under
 //! 1 ns; [`GcTrigger::record_alloc`] about 1 ns.
 
-
 #![warn(missing_docs)]
 
 mod accounting;

@@ -84,7 +84,7 @@ fn counters_are_exact_after_refresh() {
     let theirs = thread::spawn(move || alloc_in(heap, 20_000)).join().unwrap();
     free_in(heap, &mine[..10_000]);
     free_in(heap, &theirs[..5_000]); // frees into abandoned pages
-    // SAFETY: no other thread runs.
+                                     // SAFETY: no other thread runs.
     let audit = unsafe { heap.audit() };
     assert_eq!(audit.counted, audit.carried, "the counters drifted from the pages: {audit:?}");
     heap.refresh();

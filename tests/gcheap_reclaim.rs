@@ -100,7 +100,9 @@ fn reclaiming_thread(heap: &'static GcHeap, with_gc_heap: bool, gc: Vec<usize>, 
             match owner(p) {
                 (tag, None) if tag == t => {}
                 (tag, Some(by)) if tag == t && by == t => reclaimed += 1,
-                other => panic!("a page of the GcHeap (tag {t}) was reclaimed by another heap: (page tag, heap tag) {other:?}"),
+                other => panic!(
+                    "a page of the GcHeap (tag {t}) was reclaimed by another heap: (page tag, heap tag) {other:?}"
+                ),
             }
         }
         for &p in &global {

@@ -41,7 +41,8 @@ fn worker(
     freed: Arc<Barrier>,
     walked: Arc<Barrier>,
 ) -> Blocks {
-    let blocks: Blocks = (0..BLOCKS).map(|i| (heap.allocate(layout(i)).unwrap().cast::<u8>().as_ptr() as usize, i)).collect();
+    let blocks: Blocks =
+        (0..BLOCKS).map(|i| (heap.allocate(layout(i)).unwrap().cast::<u8>().as_ptr() as usize, i)).collect();
     // Every third block goes to the previous thread, which frees it: into this
     // thread's pages while it is alive (full pages: mimalloc's delayed-free
     // list, which this thread never processes as it allocates no more).
@@ -114,8 +115,16 @@ fn exactly_the_live_blocks_across_threads() {
     assert_eq!(twice, 0, "{twice} blocks visited twice");
     let missed = expected.iter().filter(|p| seen.binary_search(p).is_err()).count();
     let extra = seen.iter().filter(|p| expected.binary_search(p).is_err()).count();
-    assert_eq!((missed, extra), (0, 0), "missed {missed} live blocks, visited {extra} free ones ({} live)", expected.len());
-    println!("visited exactly the {} live blocks of 4 threads ({exited} in exited threads' pages), each once", expected.len());
+    assert_eq!(
+        (missed, extra),
+        (0, 0),
+        "missed {missed} live blocks, visited {extra} free ones ({} live)",
+        expected.len()
+    );
+    println!(
+        "visited exactly the {} live blocks of 4 threads ({exited} in exited threads' pages), each once",
+        expected.len()
+    );
     for (p, i) in live {
         // SAFETY: the live blocks, freed once.
         unsafe { heap.deallocate(NonNull::new_unchecked(p as *mut u8), layout(i)) };

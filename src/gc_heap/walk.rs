@@ -88,9 +88,8 @@ impl GcHeap {
         let mut visit = Visit { f, panic: None };
         // SAFETY: the caller guarantees the owners of the other heaps of the
         // tag are stopped; `visit` outlives the walk and matches `visit_one`.
-        let done = unsafe {
-            ffi::mi_gc_heap_visit_blocks(self.tag, visit_one::<F>, (&mut visit as *mut Visit<F>).cast())
-        };
+        let done =
+            unsafe { ffi::mi_gc_heap_visit_blocks(self.tag, visit_one::<F>, (&mut visit as *mut Visit<F>).cast()) };
         if let Some(payload) = visit.panic {
             resume_unwind(payload);
         }
