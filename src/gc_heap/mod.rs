@@ -61,7 +61,7 @@ use crate::{ffi, Audit, Usage};
 /// static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 ///
 /// // The runtime's heap, for the life of the process.
-/// let objects: &'static GcHeap = Box::leak(std::boxed::Box::new(GcHeap::new().unwrap()));
+/// let objects: &'static GcHeap = std::boxed::Box::leak(std::boxed::Box::new(GcHeap::new().unwrap()));
 /// // Collect when the runtime's own objects grew, whatever the rest of the
 /// // program (here: a 64 MiB cache) does.
 /// let trigger = GcTrigger::builder().threshold(1_000).source(MemorySource::GcHeap(objects)).build();
