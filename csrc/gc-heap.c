@@ -84,13 +84,13 @@ void mi_gc_heap_tag_drop(uint8_t tag) mi_attr_noexcept {
   The calling thread's heap of a tag
 ----------------------------------------------------------- */
 
-static mi_decl_noinline mi_heap_t* mi_gc_heap_create(uint8_t tag) {
-  mi_heap_t* const heap = mi_heap_new_ex(tag, false /* may reclaim */, _mi_arena_id_none());
+static mi_decl_noinline mi_heap_t* mi_gc_heap_create(size_t tag) {
+  mi_heap_t* const heap = mi_heap_new_ex((int)tag, false /* may reclaim */, _mi_arena_id_none());
   if (heap != NULL) { mi_gc_heaps[tag] = heap; }
   return heap;
 }
 
-static inline mi_heap_t* mi_gc_heap_of(uint8_t tag) {
+static inline mi_heap_t* mi_gc_heap_of(size_t tag) {
   mi_heap_t* const heap = mi_gc_heaps[tag];
   if mi_likely(heap != NULL) return heap;
   return mi_gc_heap_create(tag);
@@ -101,32 +101,38 @@ void _mi_gc_heap_forget(mi_heap_t* heap) {
   if (heap->tag != 0 && mi_gc_heaps[heap->tag] == heap) { mi_gc_heaps[heap->tag] = NULL; }
 }
 
-// The calling thread's heap of `tag`, created if needed (NULL if out of memory).
-mi_heap_t* mi_gc_heap_get(uint8_t tag) mi_attr_noexcept {
-  return (tag == 0 ? NULL : mi_gc_heap_of(tag));
+// The first allocation of a thread from `tag`: out of line, so that the
+// allocation path below keeps no stack frame (it costs what `mi_malloc`
+// costs: the heap comes from a thread-local array instead of a variable).
+static mi_decl_noinline void* mi_gc_heap_malloc_first(size_t tag, size_t size) {
+  mi_heap_t* const heap = mi_gc_heap_create(tag);
+  return (heap != NULL ? mi_heap_malloc(heap, size) : NULL);
 }
 
-void* mi_gc_heap_malloc(uint8_t tag, size_t size) mi_attr_noexcept {
+// `tag` is a `size_t` (always below 256), so that it indexes the array as it
+// comes: a `uint8_t` would be zero-extended first.
+void* mi_gc_heap_malloc(size_t tag, size_t size) mi_attr_noexcept {
+  mi_heap_t* const heap = mi_gc_heaps[tag];
+  if mi_unlikely(heap == NULL) return mi_gc_heap_malloc_first(tag, size);
+  return mi_heap_malloc(heap, size);
+}
+
+void* mi_gc_heap_zalloc(size_t tag, size_t size) mi_attr_noexcept {
   mi_heap_t* const heap = mi_gc_heap_of(tag);
-  return (mi_likely(heap != NULL) ? mi_heap_malloc(heap, size) : NULL);
+  return (heap != NULL ? mi_heap_zalloc(heap, size) : NULL);
 }
 
-void* mi_gc_heap_zalloc(uint8_t tag, size_t size) mi_attr_noexcept {
-  mi_heap_t* const heap = mi_gc_heap_of(tag);
-  return (mi_likely(heap != NULL) ? mi_heap_zalloc(heap, size) : NULL);
-}
-
-void* mi_gc_heap_malloc_aligned(uint8_t tag, size_t size, size_t alignment) mi_attr_noexcept {
+void* mi_gc_heap_malloc_aligned(size_t tag, size_t size, size_t alignment) mi_attr_noexcept {
   mi_heap_t* const heap = mi_gc_heap_of(tag);
   return (heap != NULL ? mi_heap_malloc_aligned(heap, size, alignment) : NULL);
 }
 
-void* mi_gc_heap_zalloc_aligned(uint8_t tag, size_t size, size_t alignment) mi_attr_noexcept {
+void* mi_gc_heap_zalloc_aligned(size_t tag, size_t size, size_t alignment) mi_attr_noexcept {
   mi_heap_t* const heap = mi_gc_heap_of(tag);
   return (heap != NULL ? mi_heap_zalloc_aligned(heap, size, alignment) : NULL);
 }
 
-void* mi_gc_heap_realloc_aligned(uint8_t tag, void* p, size_t newsize, size_t alignment) mi_attr_noexcept {
+void* mi_gc_heap_realloc_aligned(size_t tag, void* p, size_t newsize, size_t alignment) mi_attr_noexcept {
   mi_heap_t* const heap = mi_gc_heap_of(tag);
   return (heap != NULL ? mi_heap_realloc_aligned(heap, p, newsize, alignment) : NULL);
 }

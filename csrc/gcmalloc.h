@@ -64,16 +64,16 @@ mi_decl_export size_t mi_acct_heap_bytes(const mi_heap_t* heap) mi_attr_noexcept
 
 // GC heaps: heaps per purpose, one mimalloc heap tag each (gc-heap.c). A tag
 // comes from `mi_gc_heap_tag_new` (0: all 255 handed out); the allocation
-// functions use the calling thread's heap of the tag, created on first use.
+// functions use the calling thread's heap of the tag, created on first use
+// (they take the tag as a `size_t`, below 256).
 typedef bool (mi_cdecl mi_gc_block_fun)(void* block, size_t block_size, void* arg);
 mi_decl_export uint8_t    mi_gc_heap_tag_new(void) mi_attr_noexcept;
 mi_decl_export void       mi_gc_heap_tag_drop(uint8_t tag) mi_attr_noexcept;
-mi_decl_export mi_heap_t* mi_gc_heap_get(uint8_t tag) mi_attr_noexcept;
-mi_decl_export void*      mi_gc_heap_malloc(uint8_t tag, size_t size) mi_attr_noexcept;
-mi_decl_export void*      mi_gc_heap_zalloc(uint8_t tag, size_t size) mi_attr_noexcept;
-mi_decl_export void*      mi_gc_heap_malloc_aligned(uint8_t tag, size_t size, size_t alignment) mi_attr_noexcept;
-mi_decl_export void*      mi_gc_heap_zalloc_aligned(uint8_t tag, size_t size, size_t alignment) mi_attr_noexcept;
-mi_decl_export void*      mi_gc_heap_realloc_aligned(uint8_t tag, void* p, size_t newsize, size_t alignment) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_malloc(size_t tag, size_t size) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_zalloc(size_t tag, size_t size) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_malloc_aligned(size_t tag, size_t size, size_t alignment) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_zalloc_aligned(size_t tag, size_t size, size_t alignment) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_realloc_aligned(size_t tag, void* p, size_t newsize, size_t alignment) mi_attr_noexcept;
 mi_decl_export size_t     mi_gc_heap_estimate(uint8_t tag) mi_attr_noexcept;
 mi_decl_export void       mi_gc_heap_refresh(uint8_t tag, bool all) mi_attr_noexcept;      // all: owners stopped
 mi_decl_export void       mi_gc_heap_usage(uint8_t tag, mi_acct_usage_t* usage) mi_attr_noexcept;

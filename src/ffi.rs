@@ -68,11 +68,11 @@ pub type GcBlockFn = unsafe extern "C" fn(block: *mut c_void, block_size: usize,
 mimalloc_fns! {
     fn mi_gc_heap_tag_new() -> u8;
     fn mi_gc_heap_tag_drop(tag: u8);
-    fn mi_gc_heap_malloc(tag: u8, size: usize) -> *mut c_void;
-    fn mi_gc_heap_zalloc(tag: u8, size: usize) -> *mut c_void;
-    fn mi_gc_heap_malloc_aligned(tag: u8, size: usize, alignment: usize) -> *mut c_void;
-    fn mi_gc_heap_zalloc_aligned(tag: u8, size: usize, alignment: usize) -> *mut c_void;
-    fn mi_gc_heap_realloc_aligned(tag: u8, p: *mut c_void, newsize: usize, alignment: usize) -> *mut c_void;
+    fn mi_gc_heap_malloc(tag: usize, size: usize) -> *mut c_void;
+    fn mi_gc_heap_zalloc(tag: usize, size: usize) -> *mut c_void;
+    fn mi_gc_heap_malloc_aligned(tag: usize, size: usize, alignment: usize) -> *mut c_void;
+    fn mi_gc_heap_zalloc_aligned(tag: usize, size: usize, alignment: usize) -> *mut c_void;
+    fn mi_gc_heap_realloc_aligned(tag: usize, p: *mut c_void, newsize: usize, alignment: usize) -> *mut c_void;
     fn mi_gc_heap_estimate(tag: u8) -> usize;
     fn mi_gc_heap_refresh(tag: u8, all: bool);
     fn mi_gc_heap_usage(tag: u8, usage: *mut crate::Usage);

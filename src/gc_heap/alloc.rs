@@ -24,18 +24,18 @@ fn block(ptr: *mut c_void, size: usize) -> Result<NonNull<[u8]>, AllocError> {
 impl GcHeap {
     #[inline]
     fn alloc_impl(&self, layout: Layout, zeroed: bool) -> Result<NonNull<[u8]>, AllocError> {
-        let (size, align) = (layout.size(), layout.align());
-        if size == 0 {
-            return Ok(dangling(layout));
-        }
+        let (size, align, tag) = (layout.size(), layout.align(), usize::from(self.tag));
+        // `unaligned_is_enough` implies `size >= align >= 1`: the common case
+        // checks no zero size.
         // SAFETY: plain C allocation calls on the calling thread's heap of
-        // the tag; a null result is passed on as an error.
+        // the tag (below 256); a null result is passed on as an error.
         let ptr = unsafe {
             match (unaligned_is_enough(size, align), zeroed) {
-                (true, false) => ffi::mi_gc_heap_malloc(self.tag, size),
-                (true, true) => ffi::mi_gc_heap_zalloc(self.tag, size),
-                (false, false) => ffi::mi_gc_heap_malloc_aligned(self.tag, size, align),
-                (false, true) => ffi::mi_gc_heap_zalloc_aligned(self.tag, size, align),
+                (true, false) => ffi::mi_gc_heap_malloc(tag, size),
+                (true, true) => ffi::mi_gc_heap_zalloc(tag, size),
+                _ if size == 0 => return Ok(dangling(layout)),
+                (false, false) => ffi::mi_gc_heap_malloc_aligned(tag, size, align),
+                (false, true) => ffi::mi_gc_heap_zalloc_aligned(tag, size, align),
             }
         };
         block(ptr, size)
@@ -51,7 +51,7 @@ impl GcHeap {
         // SAFETY: the caller guarantees a live gcmalloc block; the aligned
         // variant keeps `new.align()` for the new block, in the calling
         // thread's heap of the tag when it moves.
-        let moved = unsafe { ffi::mi_gc_heap_realloc_aligned(self.tag, ptr.as_ptr().cast(), new.size(), new.align()) };
+        let moved = unsafe { ffi::mi_gc_heap_realloc_aligned(usize::from(self.tag), ptr.as_ptr().cast(), new.size(), new.align()) };
         block(moved, new.size())
     }
 }
