@@ -51,7 +51,9 @@ impl GcHeap {
         // SAFETY: the caller guarantees a live gcmalloc block; the aligned
         // variant keeps `new.align()` for the new block, in the calling
         // thread's heap of the tag when it moves.
-        let moved = unsafe { ffi::mi_gc_heap_realloc_aligned(usize::from(self.tag), ptr.as_ptr().cast(), new.size(), new.align()) };
+        let moved = unsafe {
+            ffi::mi_gc_heap_realloc_aligned(usize::from(self.tag), ptr.as_ptr().cast(), new.size(), new.align())
+        };
         block(moved, new.size())
     }
 }
