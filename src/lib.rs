@@ -113,6 +113,9 @@
 //! 1 ns; [`GcTrigger::record_alloc`] about 1 ns.
 
 #![warn(missing_docs)]
+// `--features nightly`: `&GcHeap` implements the standard library's
+// `Allocator`, which allocator-api2 then re-exports.
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 
 mod accounting;
 mod allocator;

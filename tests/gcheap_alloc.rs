@@ -1,6 +1,7 @@
 //! `&GcHeap` as an `Allocator`: the contract (zero sizes, alignments up to
 //! the page size and above, growing and shrinking in place and by moving),
 //! `Box` and `Vec` in it, and four threads freeing each other's blocks.
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 
 use std::ptr::NonNull;
 use std::sync::mpsc;
@@ -191,4 +192,17 @@ fn four_threads_allocate_in_one_gc_heap_and_free_each_others_blocks() {
     heap.refresh();
     // Every block was freed; the exited threads' pages hold nothing.
     assert!(heap.estimate() < 256 << 10, "{:?}", heap.usage());
+}
+
+/// With the `nightly` feature `&GcHeap` is the standard library's
+/// `Allocator`: `std`'s own `Box` and `Vec` take it.
+#[cfg(feature = "nightly")]
+#[test]
+fn std_box_and_vec_take_a_gc_heap_on_nightly() {
+    let heap = heap();
+    let b = std::boxed::Box::new_in(7u64, heap);
+    assert_eq!(page_tag((&*b as *const u64).cast()), heap.tag());
+    let mut v = std::vec::Vec::new_in(heap);
+    v.extend(0..1000u32);
+    assert_eq!(page_tag(v.as_ptr().cast()), heap.tag());
 }
