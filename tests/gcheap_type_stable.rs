@@ -8,11 +8,12 @@
 //! allocating, and the goal holder the only registered thread.
 
 use std::collections::HashSet;
-use std::sync::mpsc;
-use std::thread;
 
 use allocator_api2::alloc::{Allocator, Layout};
 use gcmalloc::{GcHeap, GcMalloc};
+
+mod common;
+use common::Holder;
 
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
@@ -23,20 +24,6 @@ const PAGE: usize = 64 << 10;
 
 fn page_of(p: usize) -> usize {
     p & !(PAGE - 1)
-}
-
-/// A registered thread that does not quiesce until told to.
-fn hold_goals() -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel::<()>();
-    let t = thread::spawn(move || {
-        let me = gcmalloc::register_thread();
-        ready_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-        me.quiescent();
-    });
-    ready_rx.recv().unwrap();
-    (release, t)
 }
 
 /// Pages of `heap` emptied while a goal is held, and the global and other
@@ -80,23 +67,21 @@ fn main() {
     let heap = GcHeap::new().unwrap();
     let other = GcHeap::new().unwrap();
 
-    let (release, holder) = hold_goals();
+    let holder = Holder::start();
     let (hits, own_reuse) = reused_pages(&heap, &other);
     assert!(own_reuse, "the GcHeap's own size class did not reuse its waiting pages");
     assert_eq!(hits, 0, "{hits} blocks of another heap landed in the GcHeap's emptied pages before their goal");
     let u = heap.usage();
     assert!(u.delayed_pages > 0, "no page of the GcHeap waits for its goal: {u:?}");
     println!("while the goal is held: {} pages wait, no other heap's block in them", u.delayed_pages);
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    holder.stop();
 
     // Can fail: with the delay off, emptied pages go back to the segment and
     // the global allocator takes them.
     gcmalloc::set_page_reuse_delay(false);
-    let (release, holder) = hold_goals();
+    let holder = Holder::start();
     let (hits, _) = reused_pages(&heap, &other);
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    holder.stop();
     assert!(hits > 0, "with the delay off no block landed in the emptied pages: the test cannot fail");
     println!("with the delay off: {hits} blocks of other heaps landed in the emptied pages");
 }
