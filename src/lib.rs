@@ -59,6 +59,10 @@
 //! * **optimistic reader**: a lock-free reader that may load a pointer to an
 //!   object that is being freed, read its header, and re-check; type-stable
 //!   pages make that read safe.
+//! * **GcHeap** ([`GcHeap`]): a heap for one purpose (a runtime's collected
+//!   objects), named by a mimalloc heap *tag*; each thread allocates from it
+//!   through its own mimalloc heap of that tag, and its pages serve only
+//!   heaps of that tag. [`GcHeap::estimate`] is its share of the estimate.
 //! * **young allocations**: what [`GcTrigger::record_alloc`] counts since the
 //!   last collection (objects, or whatever unit the runtime's threshold uses).
 //!
