@@ -61,8 +61,9 @@
 //!   pages make that read safe.
 //! * **GcHeap** ([`GcHeap`]): a heap for one purpose (a runtime's collected
 //!   objects), named by a mimalloc heap *tag*; each thread allocates from it
-//!   through its own mimalloc heap of that tag, and its pages serve only
-//!   heaps of that tag. [`GcHeap::estimate`] is its share of the estimate.
+//!   through its own mimalloc heap of that tag, and a page holding its
+//!   blocks belongs to a heap of that tag or to none (abandoned).
+//!   [`GcHeap::estimate`] is its share of the estimate.
 //! * **young allocations**: what [`GcTrigger::record_alloc`] counts since the
 //!   last collection (objects, or whatever unit the runtime's threshold uses).
 //!
