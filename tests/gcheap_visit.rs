@@ -158,7 +158,45 @@ fn walk_rate() {
     }
 }
 
+fn a_panicking_callback_stops_the_walk_and_releases_its_lock() {
+    let heap = &GcHeap::new().unwrap();
+    let small = Layout::from_size_align(32, 8).unwrap();
+    let blocks: Vec<_> = (0..100).map(|_| heap.allocate(small).unwrap()).collect();
+    let mut calls = 0;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // the panic below is expected
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: no other thread allocates from `heap`.
+        unsafe {
+            heap.visit_blocks(|_, _| {
+                calls += 1;
+                panic!("a collector bug")
+            })
+        }
+    }));
+    std::panic::set_hook(hook);
+    assert!(caught.is_err(), "the callback's panic was not resumed");
+    assert_eq!(calls, 1, "the walk went on after the panic");
+    // The list of heaps is unlocked again: these take the same lock.
+    assert_eq!(heap.usage().heaps, 1);
+    let mut count = 0;
+    // SAFETY: as above.
+    unsafe {
+        heap.visit_blocks(|_, _| {
+            count += 1;
+            true
+        })
+    };
+    assert_eq!(count, 100);
+    for b in blocks {
+        // SAFETY: allocated above.
+        unsafe { heap.deallocate(b.cast(), small) };
+    }
+    println!("a panicking callback stops the walk; the panic is resumed after it");
+}
+
 fn main() {
+    a_panicking_callback_stops_the_walk_and_releases_its_lock();
     exactly_the_live_blocks_across_threads();
     walk_rate();
 }
