@@ -10,6 +10,15 @@ vendor/patches.sh check
 for debug in 0 2; do
   cc -fsyntax-only -Wall -Werror -DMI_DEBUG=$debug -Ivendor/mimalloc/include -I. vendor/mimalloc/src/static.c
 done
+# and refuses MI_HUGE_PAGE_ABANDON, which would free huge pages without their goal
+if cc -fsyntax-only -DMI_HUGE_PAGE_ABANDON=1 -Ivendor/mimalloc/include -I. vendor/mimalloc/src/static.c 2>/dev/null; then
+  echo "MI_HUGE_PAGE_ABANDON=1 compiled: csrc/gcmalloc.h must refuse it" >&2; exit 1
+fi
+
+step "layers: no import runs up a layer (root < runtime < pacing), drawn by scripts/layers.py"
+mkdir -p target
+python3 scripts/layers.py > target/layers.txt || { sed -n '/run up/,$p' target/layers.txt; exit 1; }
+tail -1 target/layers.txt
 
 step "gates: rustfmt (rustfmt.toml), and clippy with the [lints] of Cargo.toml, warnings denied"
 cargo fmt --check

@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 features=()
 if [[ " $* " == *" --tiny "* ]]; then
   features=(--no-default-features)
-  set -- "$@" --workloads larson,xmalloc,cache-scratch,mstress,alloc-test,rptest,sh6bench,syn,json
+  set -- "$@" --workloads larson,xmalloc,cache-scratch,mstress,alloc-test,rptest,sh6bench,bigheap,syn,json
 fi
 # mimalloc v3 is built alone: libmimalloc-sys's `v2` feature (stock v2 binary)
 # would otherwise be unified into it.

@@ -13,6 +13,8 @@ below into `static.c`. The logic is here, in gcmalloc's tree:
   waits for a QSBR goal before another size class, heap or the OS may have it.
 - `gc-heap.c`: heaps per purpose (GC heaps), one mimalloc heap tag each, with
   their own live-bytes figures and a walk of their blocks.
+- `huge-pages.c`: arenas are marked for transparent huge pages only once the
+  heap is large.
 
 All are compiled only as part of `static.c` (they use statics of mimalloc's
 files), which `build.rs` compiles with the crate's root on the include path.
@@ -23,6 +25,13 @@ files), which `build.rs` compiles with the crate's root on the include path.
 
 #include "mimalloc.h"
 #include "mimalloc/types.h"
+
+// Delayed page reuse holds every emptied page until its QSBR goal. With
+// MI_HUGE_PAGE_ABANDON a huge page leaves its heap at allocation and the
+// thread that frees its block frees the page at once: no goal, no wait.
+#if MI_HUGE_PAGE_ABANDON
+#error "gcmalloc: MI_HUGE_PAGE_ABANDON=1 frees huge pages without waiting for their QSBR goal (delayed page reuse); build without it"
+#endif
 
 // ---------------------------------------------------------------------------
 // The API gcmalloc's Rust side calls.
@@ -35,6 +44,14 @@ files), which `build.rs` compiles with the crate's root on the include path.
 typedef uint32_t (mi_cdecl mi_page_goal_fun)(size_t page_bytes);
 typedef bool (mi_cdecl mi_goal_reached_fun)(uint32_t goal);
 mi_decl_export void mi_page_delay_set_hooks(mi_page_goal_fun* goal, mi_goal_reached_fun* reached) mi_attr_noexcept;
+
+// Transparent huge pages by heap size (huge-pages.c): arenas are marked for
+// huge pages only once the estimate passes the threshold (bytes; 0: at
+// reservation, as stock; SIZE_MAX: never). Default 128 MiB, or
+// `GCMALLOC_HUGE_PAGE_THRESHOLD_MIB` from the environment.
+mi_decl_export void   mi_thp_set_threshold(size_t bytes) mi_attr_noexcept;
+mi_decl_export size_t mi_thp_get_threshold(void) mi_attr_noexcept;
+mi_decl_export size_t mi_thp_deferred_arenas(void) mi_attr_noexcept;  // arenas reserved but not yet marked
 
 // Live-bytes accounting (accounting.c).
 typedef struct mi_acct_usage_s {
@@ -95,6 +112,11 @@ void        _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from);
 void        _mi_heap_collect_delayed(mi_heap_t* heap);
 mi_page_t*  _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool is_huge);
 void        _mi_page_delay_abandoned(size_t* pages, size_t* bytes);
+
+// huge-pages.c
+bool        _mi_thp_defer(bool allow_large);
+void        _mi_thp_deferred_arena(mi_arena_id_t id);
+void        _mi_thp_promote_check(void);
 
 // accounting.c
 void        _mi_page_acct_requeued(mi_heap_t* heap, mi_page_t* page, bool queued);

@@ -52,12 +52,24 @@ once, exactly as in stock mimalloc.
 // elsewhere in it. So the FIFO links live in the segment beside the slice
 // entries, 32 bits each (64-bit links would not fit with keys). `MI_SECURE`,
 // which gcmalloc does not build, adds a guard page that would not fit.
-#if (MI_INTPTR_SIZE == 8) && (MI_ENCODE_FREELIST || MI_PADDING)
-_Static_assert(sizeof(mi_page_t) == 14 * 8, "mi_page_t is not stock's size");
-#elif (MI_INTPTR_SIZE == 8)
-_Static_assert(sizeof(mi_page_t) == 12 * 8, "mi_page_t is not stock's size");
+// `MI_TSAN` (ThreadSanitizer builds, for testing only) gives each page flag
+// a byte of a 32-bit word, as stock does: one word more per page there, in
+// stock too, and with `MI_DEBUG`'s keys a header just over one slice, which
+// stock's segment layout (`mi_segment_calculate_slices`) takes in its
+// stride; only speed suffers.
+#if MI_TSAN
+#define MI_PAGE_WORDS  (13)
+#else
+#define MI_PAGE_WORDS  (12)
 #endif
+#if (MI_INTPTR_SIZE == 8) && (MI_ENCODE_FREELIST || MI_PADDING)
+_Static_assert(sizeof(mi_page_t) == (MI_PAGE_WORDS + 2) * 8, "mi_page_t is not stock's size");
+#elif (MI_INTPTR_SIZE == 8)
+_Static_assert(sizeof(mi_page_t) == MI_PAGE_WORDS * 8, "mi_page_t is not stock's size");
+#endif
+#if !MI_TSAN
 _Static_assert(sizeof(mi_segment_t) <= MI_SEGMENT_SLICE_SIZE, "the segment header takes more than one slice");
+#endif
 
 // A page reference: the page's segment number (its address / 32 MiB; segments
 // are aligned to their size) above its slice index, in 32 bits; that names

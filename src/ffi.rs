@@ -57,6 +57,9 @@ mimalloc_fns! {
     fn mi_acct_fork_lock(lock: bool);
     fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
     fn mi_collect(force: bool);
+    fn mi_thp_set_threshold(bytes: usize);
+    fn mi_thp_get_threshold() -> usize;
+    fn mi_thp_deferred_arenas() -> usize;
 }
 
 /// Visitor of `mi_gc_heap_visit_blocks`: a live block and its usable size;

@@ -126,6 +126,7 @@ mod accounting;
 mod allocator;
 mod ffi;
 mod gc_heap;
+mod huge_pages;
 mod pacing;
 mod runtime;
 mod sync;
@@ -135,6 +136,9 @@ pub use allocator::GcMalloc;
 #[doc(hidden)]
 pub use gc_heap::__block_owner;
 pub use gc_heap::{GcHeap, GcHeapError};
+pub use huge_pages::{
+    huge_page_deferred_arenas, huge_page_threshold, set_huge_page_threshold, DEFAULT_HUGE_PAGE_THRESHOLD,
+};
 pub use pacing::debt::DebtMeter;
 pub use pacing::trigger::{GcTrigger, MemorySource, Pacing, TriggerBuilder, RECORD_BATCH};
 pub use runtime::qsbr;
@@ -153,9 +157,11 @@ pub use runtime::world::{
 /// True for every byte of every block gcmalloc returned, at any size and
 /// alignment (and for any address inside one of mimalloc's arenas). Pointers
 /// from another allocator, including another copy of mimalloc in the same
-/// process, return false. An interior pointer more than 4 GiB into a block
-/// may also read false (the segment map is searched that far back). Cheap:
-/// two or three loads in mimalloc's segment map.
+/// process, return false. Any address may be asked about at any time: the
+/// answer comes from mimalloc's own tables, never from reading the memory
+/// at or near `ptr`, so it cannot fault, even while another thread frees the
+/// block (the answer is then either). Cheap: a check of mimalloc's arenas
+/// and one load in its segment map.
 ///
 /// ```
 /// let b = Box::new(7u64);
@@ -164,8 +170,9 @@ pub use runtime::world::{
 /// assert!(!gcmalloc::owns(core::ptr::null()));
 /// ```
 pub fn owns(ptr: *const u8) -> bool {
-    // SAFETY: mi_is_in_heap_region only looks the address up in mimalloc's
-    // segment map; it never dereferences `ptr`.
+    // SAFETY: mi_is_in_heap_region only compares the address with mimalloc's
+    // arena table and segment map, which stay mapped for the process's life;
+    // it dereferences neither `ptr` nor a segment header.
     unsafe { ffi::mi_is_in_heap_region(ptr.cast()) }
 }
 

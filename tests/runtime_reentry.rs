@@ -15,6 +15,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gcmalloc::{qsbr, register_thread, ThreadHandle};
+use stuck::with_a_stuck_thread;
+use watchdog::within;
+
+#[path = "common/stuck.rs"]
+mod stuck;
+#[path = "common/watchdog.rs"]
+mod watchdog;
 
 #[global_allocator]
 static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
@@ -35,21 +42,6 @@ impl Drop for Node {
 
 fn list(len: usize) -> Box<Node> {
     (1..len).fold(Box::new(Node(None)), |tail, _| Box::new(Node(Some(tail))))
-}
-
-/// Runs `f` on a thread and joins it — thread-local destructors included —
-/// failing (instead of hanging the test run) if that takes over `limit`.
-fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let worker = thread::spawn(f);
-    let (done, joined) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(worker.join());
-    });
-    match joined.recv_timeout(limit) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what}: did not finish within {limit:?} (a hang)"),
-    }
 }
 
 /// Drives reclamation until `dropped` objects are dropped, or fails after 10 s.
@@ -330,32 +322,12 @@ fn rss() -> usize {
     statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
 }
 
-/// Runs `body` while a registered thread sits attached without quiescent
-/// states (it holds every QSBR goal back), then releases it.
-fn with_a_stuck_thread(body: impl FnOnce()) {
-    let (registered, wait) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let stuck = thread::Builder::new()
-        .name("stuck".into())
-        .spawn(move || {
-            let me = register_thread();
-            registered.send(()).unwrap();
-            released.recv().unwrap();
-            drop(me);
-        })
-        .unwrap();
-    wait.recv().unwrap();
-    body();
-    release.send(()).unwrap();
-    stuck.join().unwrap();
-}
-
 /// With a thread stuck attached, a loop of 8 MiB allocations
 /// reached 1.7 GB of RSS: freed large/huge pages waited for a goal that
 /// never came, and no later allocation reused them. Now a pending page that
 /// fits is reused.
 fn a_stuck_thread_does_not_pile_up_large_blocks() {
-    with_a_stuck_thread(|| {
+    with_a_stuck_thread(|_| {
         let before = rss();
         let mut peak = before;
         for i in 0..200u8 {
@@ -519,19 +491,7 @@ fn a_churn_of_everything_keeps_the_invariants() {
 /// Runs without libtest (`harness = false` in Cargo.toml): the invariants
 /// are process wide (registered threads, dropped objects).
 fn main() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let expected = ["(on purpose)", "holds a StopTheWorld"];
-        let text = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        if !expected.iter().any(|e| text.contains(e)) {
-            report(info);
-        }
-    }));
+    watchdog::silence_expected_panics(&["(on purpose)", "holds a StopTheWorld"]);
     let tests: [(&str, fn()); 12] = [
         ("retiring_from_a_drop_at_thread_exit", retiring_from_a_drop_at_thread_exit),
         ("a_handle_in_a_thread_local_outlives_the_exit_guard", a_handle_in_a_thread_local_outlives_the_exit_guard),

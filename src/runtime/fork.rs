@@ -10,12 +10,17 @@
 //!
 //! * **prepare** (forking thread, before the fork): takes the stop turn (so
 //!   no other thread's stop is in progress; it waits for one to end, as a
-//!   stop would), then the registry lock, the orphan queue's lock and the
-//!   accounting's heap-list lock (`mi_acct_fork_lock`), in that order;
+//!   stop would) and the turn's lock, then the registry lock, the orphan
+//!   queue's lock, the accounting's heap-list lock (`mi_acct_fork_lock`)
+//!   and the stop requester's lock, in that order. It runs no user code:
+//!   taking the turn detaches the thread without reclaiming anything (a
+//!   reclaimed `Drop` that forked again would deadlock in libc's fork lock);
 //! * **parent**: releases them in reverse order;
 //! * **child**: frees every registration but the forking thread's (their
-//!   pending items are leaked: a thread may have been mid-push), then
-//!   releases them.
+//!   pending items are leaked: a thread may have been mid-push), resets
+//!   stop-the-world to a world of one (a stop the forking thread holds, or
+//!   is making from a stall report, goes on without the threads that are
+//!   not there), then releases them.
 //!
 //! The stop turn is not taken when the forking thread holds the stop
 //! itself: its `StopTheWorld` restarts a world of one in the child.
@@ -27,14 +32,15 @@ use std::cell::RefCell;
 use std::sync::{MutexGuard, Once};
 
 use crate::ffi;
-use crate::runtime::qsbr::domain;
-use crate::runtime::registry::{current_slot, registry, Inner as RegistryInner};
-use crate::runtime::world;
+use crate::runtime::qsbr::{self, domain};
+use crate::runtime::registry::{current_slot, registry, state, Inner as RegistryInner};
+use crate::runtime::world::{self, ForkHold};
+use crate::sync::Ordering;
 
 /// What the forking thread holds between the prepare and the after-fork
 /// handlers.
 struct Held {
-    turn: bool,
+    world: ForkHold,
     registry: MutexGuard<'static, RegistryInner>,
     orphans: MutexGuard<'static, crate::runtime::queue::Fifo>,
 }
@@ -59,46 +65,70 @@ pub(crate) fn install_handlers() {
 }
 
 extern "C" fn prepare() {
-    let turn = world::take_turn_for_fork();
+    let turn = world::fork_take_turn();
     let registry = registry().lock();
     let orphans = domain().lock_orphans();
     // SAFETY: takes our accounting lock; released by `parent` or `child`.
     unsafe { ffi::mi_acct_fork_lock(true) };
-    let mut held = Some(Held { turn, registry, orphans });
+    let world = world::fork_lock_requester(turn);
+    let mut held = Some(Held { world, registry, orphans });
     if HELD.try_with(|h| *h.borrow_mut() = held.take()).is_err() {
         // A fork from a thread-local destructor: nothing can be kept across
         // it, so nothing is held (the child is then as after a plain fork).
-        drop(held);
-        // SAFETY: taken above, on this thread.
-        unsafe { ffi::mi_acct_fork_lock(false) };
-        if turn {
-            world::release_turn();
+        if let Some(Held { world, registry, orphans }) = held {
+            // SAFETY: taken above, on this thread.
+            unsafe { ffi::mi_acct_fork_lock(false) };
+            drop(orphans);
+            drop(registry);
+            world::fork_release(world);
         }
     }
 }
 
 extern "C" fn parent() {
-    release(|_| {});
+    let Ok(Some(held)) = HELD.try_with(|h| h.borrow_mut().take()) else { return };
+    let Held { world, registry, orphans } = held;
+    release(world, registry, orphans, |world, _| world::fork_release(world));
 }
 
 extern "C" fn child() {
-    release(|held| {
-        let me = current_slot();
-        domain().keep_only(me, &mut held.registry);
-        held.registry.stopping = false;
+    let Ok(Some(held)) = HELD.try_with(|h| h.borrow_mut().take()) else { return };
+    let Held { world, registry, orphans } = held;
+    release(world, registry, orphans, |world, registry| {
+        free_missing_threads(registry);
+        world::fork_child(world, registry);
     });
 }
 
-/// Runs `fix` on what `prepare` took, then releases it in reverse order.
-fn release(fix: impl FnOnce(&mut Held)) {
-    let Ok(Some(mut held)) = HELD.try_with(|h| h.borrow_mut().take()) else { return };
-    fix(&mut held);
+/// Releases what `prepare` took, in reverse order; `world_release` releases
+/// the stop-the-world part, last, with the registry lock still held.
+fn release(
+    world: ForkHold,
+    mut registry: MutexGuard<'static, RegistryInner>,
+    orphans: MutexGuard<'static, crate::runtime::queue::Fifo>,
+    world_release: impl FnOnce(ForkHold, &mut MutexGuard<'static, RegistryInner>),
+) {
     // SAFETY: `prepare` took it on this thread.
     unsafe { ffi::mi_acct_fork_lock(false) };
-    let Held { turn, registry, orphans } = held;
     drop(orphans);
+    world_release(world, &mut registry);
     drop(registry);
-    if turn {
-        world::release_turn();
+}
+
+/// In a forked child, where only the forking thread exists: frees every
+/// other thread's slot, so no registration of a thread that is not there
+/// holds a goal or a stop back. Their pending items are leaked, unread. The
+/// caller holds the registry lock (`inner`).
+fn free_missing_threads(inner: &mut MutexGuard<'static, RegistryInner>) {
+    let me = current_slot();
+    for slot in registry().slots() {
+        let free = slot.state.load(Ordering::Acquire) == state::FREE;
+        if free || me.is_some_and(|m| core::ptr::eq(m, slot)) {
+            continue;
+        }
+        // SAFETY: the slot's owner does not exist in this process (the child
+        // of a fork has only the forking thread).
+        unsafe { qsbr::forget_missing_thread(slot) };
+        registry().free_orphaned(slot, inner);
     }
 }

@@ -28,6 +28,10 @@ pub(crate) const UNSEALED: u64 = 0;
 /// Items per chunk: a chunk is about 4 KiB; tiny under loom.
 const CHUNK_ITEMS: usize = if cfg!(loom) { 2 } else { 127 };
 
+/// Items per [`Batch`]: 1 KiB of stack; tiny under loom, so that the models
+/// reach the "next batch" step.
+const BATCH_ITEMS: usize = if cfg!(loom) { 1 } else { 32 };
+
 /// One retired item: `reclaim(ptr)` runs once `goal` is reached.
 pub(crate) struct Item {
     pub(crate) goal: u64,
@@ -109,8 +113,11 @@ pub(crate) struct Fifo {
     seal_chunk: *mut Chunk,
     seal_index: usize,
     len: usize,
-    bytes: usize,
+    /// Exact: `retire_with_size` takes any byte count, and a sum of them may
+    /// pass `usize::MAX` (read out saturated by [`Fifo::bytes`]).
+    bytes: u128,
     unsealed: usize,
+    /// Saturating: only compared with the seal limit.
     unsealed_bytes: usize,
 }
 
@@ -140,9 +147,9 @@ impl Fifo {
         self.len
     }
 
-    /// Bytes queued (sealed or not).
+    /// Bytes queued (sealed or not), saturated at `usize::MAX`.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        usize::try_from(self.bytes).unwrap_or(usize::MAX)
     }
 
     /// Items and bytes waiting for a seal.
@@ -185,9 +192,9 @@ impl Fifo {
             t.end += 1;
         }
         self.len += 1;
-        self.bytes += bytes;
+        self.bytes += bytes as u128;
         self.unsealed += 1;
-        self.unsealed_bytes += bytes;
+        self.unsealed_bytes = self.unsealed_bytes.saturating_add(bytes);
     }
 
     /// Gives every unsealed item the goal `goal`.
@@ -239,7 +246,7 @@ impl Fifo {
             item
         };
         self.len -= 1;
-        self.bytes -= item.bytes;
+        self.bytes -= item.bytes as u128;
         // SAFETY: `head` is live; an emptied chunk is unlinked before reuse.
         unsafe {
             if (*self.head).start == (*self.head).end && self.head != self.tail {
@@ -252,6 +259,20 @@ impl Fifo {
             }
         }
         Some(item)
+    }
+
+    /// Moves the oldest items whose (sealed) goal `due` says is reached into
+    /// `batch`, until it is full or the next item is not due.
+    pub(crate) fn take_due(&mut self, batch: &mut Batch, mut due: impl FnMut(u64) -> bool) {
+        while batch.len < BATCH_ITEMS {
+            match self.pop_if(&mut due) {
+                Some(item) => {
+                    batch.items[batch.len].write(item);
+                    batch.len += 1;
+                }
+                None => return,
+            }
+        }
     }
 
     /// # Safety
@@ -298,6 +319,37 @@ impl Fifo {
         other.tail = ptr::null_mut();
         other.len = 0;
         other.bytes = 0;
+    }
+}
+
+/// Due items taken off a queue, to be reclaimed once the queue is let go
+/// of: a reclaimed item's `Drop` is user code, which may end the thread's
+/// registration (and so hand its queue to another thread) or take the
+/// orphan queue's lock. A fixed array on the stack, so reclaiming never
+/// allocates (the quiescent path must not).
+pub(crate) struct Batch {
+    items: [MaybeUninit<Item>; BATCH_ITEMS],
+    len: usize,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        Batch { items: [const { MaybeUninit::uninit() }; BATCH_ITEMS], len: 0 }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reclaims the items, oldest first (each one's panic is caught in
+    /// [`Item::reclaim`]).
+    pub(crate) fn reclaim(mut self) {
+        let len = core::mem::replace(&mut self.len, 0);
+        for slot in &mut self.items[..len] {
+            // SAFETY: the first `len` items are initialized (`take_due`),
+            // and `len` is reset above, so each is read exactly once.
+            unsafe { slot.assume_init_read() }.reclaim();
+        }
     }
 }
 

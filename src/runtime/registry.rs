@@ -4,9 +4,11 @@
 //! word and QSBR sequence; and the current thread's registration.
 //!
 //! QSBR (`crate::qsbr`, the only writer of a slot's `seq`) and
-//! stop-the-world (`crate::runtime::world`, the only writer of its `state` after
-//! registration) are peers above it; `crate::thread` (`ThreadHandle`) is the
-//! façade over both. Imports point down only.
+//! stop-the-world (`crate::runtime::world`, the only writer of its `state`
+//! between the slot's claim and its release, which this module writes) are
+//! peers above it; `crate::thread` (`ThreadHandle`) is the façade over both,
+//! and `fork` frees the slots of threads a forked child lacks. Each word's
+//! writers are stated at the word. Imports point down only.
 //!
 //! Each registered thread owns one slot with
 //! two words other threads read: its QSBR `seq` and its `state`:
@@ -156,8 +158,11 @@ impl Registration {
     }
 
     /// The slot, while this registration lasts. Only the registered thread
-    /// ends its registration, so on that thread the answer cannot change
-    /// under it (a Relaxed load suffices: same-thread order).
+    /// ends its registration, so on that thread the answer changes only
+    /// through code that thread runs — user code included (a reclaimed
+    /// `Drop` may drop the last handle): ask again after calling out. A
+    /// Relaxed load suffices: the thread sees its own ending store, and
+    /// generations only grow, so a later registration never matches.
     #[inline]
     pub(crate) fn live_slot(&self) -> Option<&'static Slot> {
         // SAFETY: slots live in registry chunks that are never freed.
@@ -190,8 +195,17 @@ const CHUNK_SLOTS: usize = if cfg!(loom) { 2 } else { 64 };
 pub(crate) struct Slot {
     /// QSBR sequence: the write sequence at this thread's last quiescent
     /// state, or 0 while offline (detached, parked, unregistered).
+    ///
+    /// Written only by `qsbr` (`quiesce`, `come_online`, `go_offline`): by
+    /// the owner thread, and in a forked child by the forking thread for a
+    /// thread that does not exist there (`go_offline`).
     pub(crate) seq: AtomicU64,
     /// Thread state, see [`state`].
+    ///
+    /// Written by this module when the slot is claimed and when it is freed
+    /// (`FREE`), under the registry mutex; in between, only by
+    /// `crate::runtime::world` (the owner's transitions, and a stop's
+    /// requests and restart).
     pub(crate) state: AtomicU32,
     /// Pending retired items of this thread, mirrored for `stats()` (the
     /// owner is the only writer).
@@ -206,8 +220,9 @@ pub(crate) struct Slot {
     /// The thread's mimalloc heap, recorded by the thread as it parks at a
     /// safepoint (for `StopTheWorld::refresh_estimate`).
     pub(crate) heap: AtomicPtr<c_void>,
-    /// Moves at every registration and unregistration (registry mutex):
-    /// see [`Registration`].
+    /// Moves when a registration begins (under the registry mutex) and when
+    /// it ends (by its owner, [`Registry::end`]; in a forked child, by the
+    /// forking thread for a thread that is not there): see [`Registration`].
     pub(crate) generation: AtomicU64,
 }
 
@@ -277,6 +292,8 @@ pub(crate) struct Inner {
     /// Registered threads.
     pub(crate) registered: usize,
     /// A stop-the-world is in effect: new registrants start suspended.
+    /// Written only by `crate::runtime::world` (a stop, its restart, and a
+    /// forked child's reset).
     pub(crate) stopping: bool,
 }
 
@@ -357,21 +374,31 @@ impl Registry {
         }
     }
 
-    /// Frees `slot` (called by its owner, detached, whose queue is already
-    /// empty).
+    /// Ends the registration `slot` holds, first step of unregistering
+    /// (called by its owner): every handle of it acts on nothing from now on,
+    /// even from the user code that the rest of unregistering may run, while
+    /// the slot stays this thread's until [`Registry::unregister`].
+    pub(crate) fn end(&self, slot: &Slot) {
+        // Relaxed: read back by this thread only (`Registration::live_slot`);
+        // the slot's next owner is ordered after it by the registry mutex.
+        slot.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frees `slot` (called by its owner after [`Registry::end`], offline and
+    /// detached, whose queue is already handed off).
     pub(crate) fn unregister(&self, slot: &Slot) {
         let mut inner = self.lock();
+        debug_assert_eq!(slot.seq.load(Ordering::Relaxed), 0, "a slot is freed offline");
         slot.state.store(state::FREE, Ordering::Release);
-        slot.generation.fetch_add(1, Ordering::Relaxed);
         slot.set_thread(None, &inner);
         inner.registered -= 1;
     }
 
-    /// Frees `slot`, whose thread does not exist (in a forked child), with the
-    /// registry mutex held (`inner` is its guard).
+    /// Frees `slot`, whose thread does not exist (in a forked child; QSBR has
+    /// already taken it offline), with the registry mutex held (`inner` is
+    /// its guard).
     #[cfg(all(unix, not(loom)))]
     pub(crate) fn free_orphaned(&self, slot: &Slot, inner: &mut MutexGuard<'_, Inner>) {
-        slot.seq.store(0, Ordering::Release);
         slot.state.store(state::FREE, Ordering::Release);
         slot.generation.fetch_add(1, Ordering::Relaxed);
         slot.set_thread(None, inner);

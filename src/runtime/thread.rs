@@ -1,10 +1,15 @@
 //! Registered threads: [`register_thread`] and [`ThreadHandle`], the façade
-//! over the thread registry (`crate::runtime::registry`: slots, their state word and
-//! QSBR sequence, the current registration), QSBR (`crate::qsbr`, the only
-//! writer of a slot's sequence) and stop-the-world (`crate::runtime::world`, the only
-//! writer of its state). A registration has one end, whichever comes first
-//! of its last handle's drop and the thread's exit, and a handle acts only
-//! on the registration it was made for.
+//! over the thread registry (`crate::runtime::registry`: slots, their state
+//! word and QSBR sequence, the current registration), QSBR (`crate::qsbr`,
+//! the only writer of a slot's sequence) and stop-the-world
+//! (`crate::runtime::world`, the only writer of its state while the slot is
+//! registered). A registration has one end, whichever comes first of its
+//! last handle's drop and the thread's exit, and a handle acts only on the
+//! registration it was made for.
+//!
+//! Each method changes the thread's state first and runs user code (the
+//! `Drop` of reclaimed items) last, with no slot borrowed and no lock held
+//! (see `crate::runtime`).
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -115,9 +120,9 @@ impl ThreadHandle {
     /// while the world is stopped.
     ///
     /// Common case: two loads of this thread's own slot, one load of the
-    /// write sequence and one store — no fence, no read-modify-write. Delayed
-    /// frees are processed here only when some are due. A no-op while
-    /// detached.
+    /// write sequence and one store — no fence, no read-modify-write.
+    /// Retired items are reclaimed here only when some are due. A no-op
+    /// while detached.
     ///
     /// ```
     /// let me = gcmalloc::register_thread();
@@ -147,6 +152,7 @@ impl ThreadHandle {
     pub fn detach(&self) {
         if let Some(slot) = self.slot() {
             world::detach(slot);
+            qsbr::detached(slot);
         }
     }
 
@@ -217,7 +223,7 @@ impl Drop for ThreadHandle {
 
 #[cold]
 #[inline(never)]
-fn quiescent_slow(slot: &Slot) {
+fn quiescent_slow(slot: &'static Slot) {
     match slot.state.load(Ordering::Acquire) {
         state::ATTACHED => {}
         state::STOP_REQUESTED => world::park_at_safepoint(slot),
@@ -226,20 +232,24 @@ fn quiescent_slow(slot: &Slot) {
     qsbr::quiescent_with_work(slot);
 }
 
-/// Unregisters the current thread: offline, queue handed off, slot freed.
+/// Unregisters the current thread: registration ended, offline, queue
+/// handed off, slot freed — and only then user code.
 ///
-/// The registration ends first, and the thread detaches: code that the
-/// hand-off runs (the `Drop` of a reclaimed object) finds this thread
-/// unregistered, so what it retires goes to the orphan queue with a goal of
-/// its own, and a `register_thread()` there starts a new registration, which
-/// may wait for a stop in progress while no stop waits for this one.
-fn unregister(slot: &Slot) {
+/// The registration ends first: every handle of it is a no-op from here
+/// on. The thread detaches (a stop in progress counts it as stopped), hands
+/// its queue to the orphan queue and frees its slot, running no user code;
+/// the due orphans are reclaimed last. So a reclaimed object's `Drop` finds
+/// this thread unregistered: what it retires goes to the orphan queue with
+/// a goal of its own, a `register_thread()` there starts a new registration
+/// (which may wait for a stop in progress while no stop waits for this
+/// one), and an `attach()` through a handle kept in a `thread_local` does
+/// nothing.
+fn unregister(slot: &'static Slot) {
     let _ = CURRENT.try_with(|c| c.set(ptr::null()));
     let _ = HANDLES.try_with(|h| h.set(0));
-    // Detached first (a stop in progress counts it as stopped), so that a
-    // `Drop` that the hand-off runs may wait for a stop (registering again
-    // waits while the world is stopped) without the stop waiting for it.
+    registry().end(slot);
     world::detach(slot);
     qsbr::hand_off(slot);
     registry().unregister(slot);
+    qsbr::reclaim_orphans();
 }

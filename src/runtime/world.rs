@@ -42,6 +42,8 @@ use core::marker::PhantomData;
 use crate::runtime::qsbr;
 use crate::runtime::registry::{current_slot, registry, state, Slot, ThreadState};
 use crate::sync::{const_thread_local, global, lock, park_timeout, thread, AtomicUsize, Condvar, Mutex, Ordering};
+#[cfg(all(unix, not(loom)))]
+use crate::{runtime::registry::Inner as RegistryInner, sync::MutexGuard};
 
 pub(crate) struct World {
     /// True for the whole stop: one stop at a time. A flag under a mutex,
@@ -76,15 +78,57 @@ const_thread_local! {
     static HOLDS_STOP: Cell<bool> = Cell::new(false);
 }
 
+/// What a `fork`'s prepare handler holds of stop-the-world: the stop turn
+/// (unless the forking thread holds the stop itself) and the locks of the
+/// protocol, so that no other thread holds one of them at the fork.
+#[cfg(all(unix, not(loom)))]
+pub(crate) struct ForkHold {
+    turn: bool,
+    turn_lock: MutexGuard<'static, bool>,
+    requester: MutexGuard<'static, Option<thread::Thread>>,
+}
+
 /// Before a `fork`: takes the stop turn (waiting for a stop in progress, as
 /// `stop_the_world` does), so the child never inherits another thread's
-/// stop. False if the forking thread holds the stop itself.
+/// stop, then the turn's lock. The requester lock is taken by
+/// [`fork_lock_requester`], last (it is a leaf: nothing is locked after it).
 #[cfg(all(unix, not(loom)))]
-pub(crate) fn take_turn_for_fork() -> bool {
-    if HOLDS_STOP.try_with(Cell::get).unwrap_or(false) {
-        return false;
+pub(crate) fn fork_take_turn() -> (bool, MutexGuard<'static, bool>) {
+    let turn = !HOLDS_STOP.try_with(Cell::get).unwrap_or(false) && take_turn(world(), current_slot(), None);
+    (turn, lock(&world().turn))
+}
+
+/// Completes a [`ForkHold`] with the requester lock (see [`fork_take_turn`]).
+#[cfg(all(unix, not(loom)))]
+pub(crate) fn fork_lock_requester((turn, turn_lock): (bool, MutexGuard<'static, bool>)) -> ForkHold {
+    ForkHold { turn, turn_lock, requester: lock(&world().requester) }
+}
+
+/// After a `fork`, in the parent: releases what [`fork_take_turn`] took.
+#[cfg(all(unix, not(loom)))]
+pub(crate) fn fork_release(hold: ForkHold) {
+    let ForkHold { turn, turn_lock, requester } = hold;
+    drop(requester);
+    drop(turn_lock);
+    if turn {
+        release_turn();
     }
-    take_turn(world(), current_slot(), None)
+}
+
+/// After a `fork`, in the child, where the forking thread is the only
+/// thread (the caller has freed the others' slots, holding the registry
+/// lock, `inner`): a stop this thread holds or is making goes on alone — it
+/// waits for no thread that is not there, and its restart finds every lock
+/// free — and otherwise no stop is in effect.
+#[cfg(all(unix, not(loom)))]
+pub(crate) fn fork_child(mut hold: ForkHold, inner: &mut MutexGuard<'_, RegistryInner>) {
+    let mine = HOLDS_STOP.try_with(Cell::get).unwrap_or(false);
+    inner.stopping = mine;
+    // Release, as every count-down is: the stop's Acquire load of it then
+    // ends its wait. (One thread: no other order to keep.)
+    world().remaining.store(0, Ordering::Release);
+    *hold.requester = if mine { Some(thread::current()) } else { None };
+    fork_release(hold);
 }
 
 /// Gives the turn back: a stop ended, or (in parent and child) a fork's
@@ -260,6 +304,9 @@ struct StallReport {
 static STALL_REPORT: std::sync::Mutex<StallReport> =
     std::sync::Mutex::new(StallReport { every: Duration::from_secs(1), report: report_on_stderr });
 
+/// The shortest interval between two stall reports of one stop.
+const MIN_STALL_REPORT_INTERVAL: Duration = Duration::from_millis(10);
+
 fn report_on_stderr(stall: &StallError) {
     eprintln!("gcmalloc: {stall}; still waiting");
 }
@@ -268,6 +315,15 @@ fn report_on_stderr(stall: &StallError) {
 /// every `every` (default 1 s, like the JVM's safepoint timeout) it calls
 /// `report` with the threads that have not reached a safepoint (id, name,
 /// state), and keeps waiting. The default prints one line on stderr.
+///
+/// `every` is at least 10 ms (a shorter one, `Duration::ZERO` included,
+/// counts as 10 ms: a report is a diagnosis, not a busy loop); one too long
+/// to add to the current time (`Duration::MAX`) means never.
+///
+/// `report` runs on the thread that stops the world, while the stop is in
+/// progress, with no lock of gcmalloc's held. It may call what a thread
+/// holding a [`StopTheWorld`] may call; stopping the world again or
+/// registering panics, as there.
 ///
 /// ```
 /// use std::time::Duration;
@@ -311,7 +367,8 @@ pub fn stop_the_world() -> StopTheWorld {
 /// (waiting for another thread's stop included): the world is restarted
 /// cleanly and the error names every thread that did not reach a safepoint
 /// (thread id, name, state) — a thread spinning without safepoints is
-/// diagnosed instead of hanging the process.
+/// diagnosed instead of hanging the process. A timeout too long to add to
+/// the current time (`Duration::MAX`) waits like [`stop_the_world`].
 ///
 /// A registered, attached caller waits for another stop detached; if the
 /// time runs out it attaches again before returning, which waits until that
@@ -329,14 +386,16 @@ pub fn stop_the_world() -> StopTheWorld {
 /// }
 /// ```
 pub fn stop_the_world_timeout(timeout: Duration) -> Result<StopTheWorld, StallError> {
-    stop(Some((Instant::now() + timeout, timeout)))
+    stop(Some(timeout))
 }
 
-fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallError> {
+fn stop(timeout: Option<Duration>) -> Result<StopTheWorld, StallError> {
     assert_not_stopping("stop_the_world()");
     let w = world();
     let me = current_slot();
     let start = Instant::now();
+    // A timeout past what an Instant can hold is no deadline at all.
+    let deadline = timeout.and_then(|t| Some((start.checked_add(t)?, t)));
     if !take_turn(w, me, deadline.map(|(at, _)| at)) {
         let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
         return Err(StallError { timeout, stalled: Vec::new(), another_stop: true });
@@ -346,7 +405,7 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
     w.remaining.store(1, Ordering::Relaxed);
     {
         let mut inner = registry().lock();
-        inner.stopping = true;
+        inner.stopping = true; // this module is its only writer
         for slot in registry().slots() {
             if !me.is_some_and(|m| core::ptr::eq(m, slot)) {
                 request_stop(w, slot);
@@ -357,12 +416,13 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
     if w.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
         return Ok(guard);
     }
-    // Without a deadline: report the threads it waits for, every `every`.
+    // Without a deadline: report the threads it waits for, every `every`
+    // (never, if that is past what an Instant can hold).
     let (every, report) = {
         let r = STALL_REPORT.lock().unwrap_or_else(|e| e.into_inner());
-        (r.every, r.report)
+        (r.every.max(MIN_STALL_REPORT_INTERVAL), r.report)
     };
-    let mut next_report = start + every;
+    let mut next_report = start.checked_add(every);
     while w.remaining.load(Ordering::Acquire) != 0 {
         let now = Instant::now();
         match deadline {
@@ -375,14 +435,18 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
                 park_timeout(at - now);
             }
             None => {
-                if now >= next_report {
+                if next_report.is_some_and(|at| now >= at) {
                     let stalled = stalled_threads();
                     if !stalled.is_empty() {
+                        // User code, with no lock held (see `set_stall_report`).
                         report(&StallError { timeout: now - start, stalled, another_stop: false });
                     }
-                    next_report = now + every;
+                    next_report = Instant::now().checked_add(every);
                 }
-                park_timeout(next_report.saturating_duration_since(now));
+                match next_report {
+                    Some(at) => park_timeout(at.saturating_duration_since(now)),
+                    None => thread::park(),
+                }
             }
         }
     }
@@ -392,7 +456,10 @@ fn stop(deadline: Option<(Instant, Duration)>) -> Result<StopTheWorld, StallErro
 /// Takes the turn to stop the world, waiting for a stop in progress until
 /// `deadline` (false if it passed). An attached requester detaches while it
 /// waits (the stop in progress may be waiting for it), and attaches again
-/// after: a CAS each way, small next to a stop.
+/// after: a CAS each way, small next to a stop. Runs no user code (the
+/// detach reclaims nothing), so `me` is still this thread's slot when it
+/// attaches again — and a `fork`'s prepare handler, which calls this, never
+/// runs a reclaimed `Drop`.
 fn take_turn(w: &'static World, me: Option<&Slot>, deadline: Option<Instant>) -> bool {
     let attached = me.filter(|s| matches!(s.state.load(Ordering::Acquire), state::ATTACHED | state::STOP_REQUESTED));
     if let Some(me) = attached {
@@ -537,18 +604,15 @@ pub(crate) fn park_at_safepoint(slot: &Slot) {
 }
 
 /// Detaches `slot`'s thread (see `ThreadHandle::detach`): offline for QSBR,
-/// DETACHED for stop-the-world (stopped at once if a stop asked for it), and
-/// its pending items handed to the orphan queue, since only it processes its
-/// own queue and a detached thread may block for long.
+/// DETACHED for stop-the-world (stopped at once if a stop asked for it).
+/// Runs no user code (what happens to its retired items is QSBR's
+/// business: `qsbr::detached`).
 pub(crate) fn detach(slot: &Slot) {
     qsbr::go_offline(slot);
     match slot.state.compare_exchange(state::ATTACHED, state::DETACHED, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {}
         Err(state::STOP_REQUESTED) => detach_during_stop(slot),
         Err(_) => {} // already detached
-    }
-    if slot.pending_items.load(Ordering::Relaxed) != 0 {
-        qsbr::hand_off(slot);
     }
 }
 

@@ -172,3 +172,38 @@ fn exit_hand_off_with_a_retire_from_drop() {
         assert_eq!(qsbr::stats().pending_items, 0, "nothing stuck in a queue");
     });
 }
+
+/// Ends the current thread's registration from a reclaimed object's `Drop`
+/// (what dropping the thread's last handle there does).
+struct EndsRegistration;
+
+impl Drop for EndsRegistration {
+    fn drop(&mut self) {
+        gcmalloc::__loom_exit_guard();
+    }
+}
+
+/// A reclaimed object's `Drop` ends its thread's registration while another
+/// thread registers, retires and unregisters, perhaps in the freed slot. The
+/// reclaiming loop must not touch the slot after the `Drop`: loom reports
+/// two threads using one slot's queue unordered.
+#[test]
+fn a_drop_ending_the_registration_mid_reclaim_leaves_the_slot_to_its_next_owner() {
+    let mut builder = loom::model::Builder::new();
+    // Three preemptions find a loop that goes on with the slot in seconds;
+    // four took minutes and found nothing more.
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        let other = thread::spawn(|| {
+            let me = gcmalloc::register_thread();
+            qsbr::retire(Box::new(0u8));
+            drop(me);
+        });
+        let me = gcmalloc::register_thread();
+        qsbr::retire(Box::new(EndsRegistration));
+        me.quiescent(); // seals the batch (a poll at every quiescent state under loom)
+        me.quiescent(); // past its goal: reclaims, and the Drop ends the registration
+        drop(me); // its registration already ended: a no-op
+        other.join().unwrap();
+    });
+}

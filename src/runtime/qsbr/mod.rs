@@ -73,12 +73,26 @@
 //!   `src/runtime/qsbr/seq.rs`.
 //! * **Bounded memory**: besides the seal limits, a thread polls its queue
 //!   every 8 quiescent states while it has pending items, so items do not
-//!   wait for some other thread to advance. An exiting thread seals its queue
-//!   and hands it to a shared orphan queue, processed (try-lock, nobody waits
-//!   on it) whenever any thread processes its own queue.
+//!   wait for some other thread to advance. An exiting or detaching thread
+//!   seals its queue and hands it to a shared orphan queue, processed
+//!   (try-lock, nobody waits on it) whenever any thread processes its own
+//!   queue, and right after the hand-off.
 //! * Nothing here allocates through the global allocator: registry and queue
 //!   chunks come from [`std::alloc::System`], since the allocator's own page
 //!   code calls into this module.
+//!
+//! # Reclaiming runs user code with nothing held
+//!
+//! A retired object's `Drop` runs the caller's code, which may call any
+//! public function of gcmalloc — retire more, drop the thread's last
+//! handle, register, attach, stop the world, fork. It never runs while
+//! gcmalloc holds a slot reference or a lock: due items are moved into a
+//! fixed-size batch on the stack, the queue is let go of (the thread's slot,
+//! or the orphan queue's lock), and then they are dropped; before the next
+//! batch, a thread checks that its registration still lasts. A thread that
+//! unregisters hands its queue to the orphan queue and frees its slot
+//! first, and reclaims last. A panic in a `Drop` is caught where the item is
+//! reclaimed and counted in [`Stats::drop_panics`].
 
 mod reclaim;
 mod seq;
@@ -152,7 +166,7 @@ pub(crate) fn has_work(slot: &Slot) -> bool {
 /// (this thread's items, else the orphans: items of exited, detached or
 /// unregistered threads, which every online thread's quiescent states move
 /// along).
-pub(crate) fn quiescent_with_work(slot: &Slot) {
+pub(crate) fn quiescent_with_work(slot: &'static Slot) {
     quiesce(slot);
     if slot.pending_items.load(Ordering::Relaxed) != 0 {
         domain().quiescent_with_pending(slot);
@@ -177,10 +191,40 @@ pub(crate) fn go_offline(slot: &Slot) {
     slot.seq.store(0, Ordering::Release);
 }
 
-/// Hands `slot`'s pending items to the orphan queue (sealed; what is due is
-/// reclaimed first), for a thread going offline for long or for good.
+/// Hands `slot`'s pending items to the orphan queue, sealed, for a thread
+/// going offline for good (unregistering). Runs no user code; the caller
+/// calls [`reclaim_orphans`] once it has let go of the slot.
 pub(crate) fn hand_off(slot: &Slot) {
     domain().hand_off(slot);
+}
+
+/// After `slot`'s thread detached (it may block for long, and only it
+/// processes its own queue): its pending items go to the orphan queue, then
+/// what is due there is reclaimed — user code, run last, with the slot let
+/// go of.
+pub(crate) fn detached(slot: &Slot) {
+    if slot.pending_items.load(Ordering::Relaxed) != 0 {
+        domain().hand_off(slot);
+    }
+    domain().process_orphans();
+}
+
+/// Reclaims the orphans whose goal is reached, unless another thread is at
+/// it (user code: call it with no slot borrowed and no lock held).
+pub(crate) fn reclaim_orphans() {
+    domain().process_orphans();
+}
+
+/// In a forked child: forgets `slot`'s queue and takes it offline, for a
+/// slot whose thread does not exist there.
+///
+/// # Safety
+/// The slot's owner does not exist in this process.
+#[cfg(all(unix, not(loom)))]
+pub(crate) unsafe fn forget_missing_thread(slot: &Slot) {
+    // SAFETY: the caller's contract.
+    unsafe { domain().forget_queue(slot) };
+    go_offline(slot);
 }
 
 /// A point in the write sequence: reached once every registered thread that
@@ -225,7 +269,9 @@ pub fn retire<T: Send + 'static>(value: Box<T>) {
 /// [`retire`], accounted as `bytes` instead of `size_of::<T>()`: for an
 /// object that owns memory of its own (a `Box<Vec<u8>>` is 24 bytes to
 /// `retire`, whatever its buffer holds), so that
-/// [`Stats::pending_bytes`] shows what reclaiming it will free.
+/// [`Stats::pending_bytes`] shows what reclaiming it will free. Any
+/// `bytes` is accepted: the pending total is kept exactly and read out
+/// saturated at `usize::MAX`.
 ///
 /// ```
 /// let me = gcmalloc::register_thread();
@@ -335,7 +381,7 @@ pub struct Stats {
     pub pending_items: usize,
     /// Their bytes (`size_of::<T>()` for [`retire`], the caller's figure for
     /// [`retire_with_size`], usable size for
-    /// [`retire_block`]).
+    /// [`retire_block`]), saturated at `usize::MAX`.
     pub pending_bytes: usize,
     /// Threads currently registered.
     pub registered_threads: usize,
@@ -439,7 +485,7 @@ impl Domain {
         let mut laggard: Option<(&Slot, u64)> = None;
         for slot in registry().slots() {
             items += slot.pending_items.load(Ordering::Relaxed);
-            bytes += slot.pending_bytes.load(Ordering::Relaxed);
+            bytes = bytes.saturating_add(slot.pending_bytes.load(Ordering::Relaxed));
             let seq = slot.seq.load(Ordering::Acquire);
             if seq != 0 && seq_lt(seq, laggard.map_or(wr, |(_, s)| s)) {
                 laggard = Some((slot, seq));
@@ -460,7 +506,7 @@ impl Domain {
             write_seq: wr,
             read_seq: self.rd_seq.load(Ordering::Acquire),
             laggard,
-            delayed_page_bytes: crate::usage().delayed_bytes,
+            delayed_page_bytes: crate::accounting::usage().delayed_bytes,
             drop_panics: crate::runtime::queue::DROP_PANICS.load(std::sync::atomic::Ordering::Relaxed),
         }
     }

@@ -1,9 +1,16 @@
 //! Deferring and reclaiming: per-thread queues, seals, the orphan queue and
-//! the exit hand-off.
+//! the hand-off of a thread going offline.
+//!
+//! Reclaiming runs user code (each item's `Drop`), so it follows the thread
+//! runtime's rule: due items are taken off their queue into a [`Batch`] on
+//! the stack, the queue (the slot, or the orphan queue's lock) is let go
+//! of, and only then are they dropped. A thread's loop then checks that
+//! its registration still lasts before it takes the next batch: a `Drop`
+//! may have ended it, and the slot may already be another thread's.
 
 use super::Domain;
-use crate::runtime::queue::{Fifo, Item};
-use crate::runtime::registry::{seq_ge, Slot};
+use crate::runtime::queue::{Batch, Fifo, Item};
+use crate::runtime::registry::{seq_ge, Registration, Slot};
 use crate::sync::{const_thread_local, lock, Ordering, TryLockError};
 
 /// A batch is sealed (one real advance) after this many items...
@@ -60,7 +67,7 @@ impl Domain {
         }
     }
 
-    fn defer_local(&self, slot: &Slot, item: Item) {
+    fn defer_local(&self, slot: &'static Slot, item: Item) {
         // SAFETY: `slot` is the current thread's own slot; nothing is
         // reclaimed inside.
         let limit = unsafe {
@@ -76,7 +83,7 @@ impl Domain {
             })
         };
         if limit {
-            self.process_local(slot);
+            self.process_local(Registration::of(slot));
             self.process_orphans();
         }
     }
@@ -84,7 +91,7 @@ impl Domain {
     /// The slow part of a quiescent state, for a thread with pending items:
     /// reclaim if the cached read sequence says the oldest item is due, and
     /// every `POLL_EVERY` calls seal and poll for real.
-    pub(crate) fn quiescent_with_pending(&self, slot: &Slot) {
+    pub(crate) fn quiescent_with_pending(&self, slot: &'static Slot) {
         let ticks = slot.ticks.get() + 1;
         // SAFETY: `slot` is the current thread's own slot; nothing is
         // reclaimed inside.
@@ -102,7 +109,7 @@ impl Domain {
         };
         if poll {
             slot.ticks.set(0);
-            self.process_local(slot);
+            self.process_local(Registration::of(slot));
             self.process_orphans();
         } else {
             slot.ticks.set(ticks);
@@ -110,28 +117,30 @@ impl Domain {
     }
 
     /// Reclaims the current thread's items whose goal is reached, oldest
-    /// first, stopping at the first that is not.
-    pub(crate) fn process_local(&self, slot: &Slot) {
-        reclaiming_loop(|| self.process_local_loop(slot));
+    /// first, stopping at the first that is not, or as soon as
+    /// `registration` has ended (a reclaimed `Drop` may end it).
+    pub(crate) fn process_local(&self, registration: Registration) {
+        reclaiming_loop(|| self.process_local_loop(registration));
     }
 
-    fn process_local_loop(&self, slot: &Slot) {
+    fn process_local_loop(&self, registration: Registration) {
         let mut reached = None;
-        loop {
-            // SAFETY: `slot` is the current thread's own slot. The borrow
-            // ends before the item is reclaimed: a destructor may retire more
-            // items onto this very queue.
-            let item = unsafe {
+        // Re-validated before every batch: the slot is this thread's only
+        // while the registration lasts.
+        while let Some(slot) = registration.live_slot() {
+            let mut batch = Batch::new();
+            // SAFETY: `slot` is the current thread's own slot (its
+            // registration lasts); nothing is reclaimed inside.
+            unsafe {
                 slot.with_fifo(|fifo| {
-                    let item = fifo.pop_if(|g| self.known_reached(&mut reached, g));
+                    fifo.take_due(&mut batch, |g| self.known_reached(&mut reached, g));
                     slot.publish_pending(fifo);
-                    item
                 })
             };
-            match item {
-                Some(item) => item.reclaim(),
-                None => return,
+            if batch.is_empty() {
+                return;
             }
+            batch.reclaim(); // user code: no slot borrowed, no lock held
         }
     }
 
@@ -153,20 +162,20 @@ impl Domain {
     fn process_orphans_loop(&self) {
         let mut reached = None;
         loop {
-            let item = {
+            let mut batch = Batch::new();
+            {
                 let mut orphans = match self.orphans.try_lock() {
                     Ok(o) => o,
                     Err(TryLockError::Poisoned(p)) => p.into_inner(),
                     Err(TryLockError::WouldBlock) => return,
                 };
-                let item = orphans.pop_if(|g| self.known_reached(&mut reached, g));
+                orphans.take_due(&mut batch, |g| self.known_reached(&mut reached, g));
                 self.publish_orphans(&orphans);
-                item
-            };
-            match item {
-                Some(item) => item.reclaim(),
-                None => return,
             }
+            if batch.is_empty() {
+                return;
+            }
+            batch.reclaim(); // user code: the orphan queue's lock is released
         }
     }
 
@@ -194,60 +203,37 @@ impl Domain {
         lock(&self.orphans)
     }
 
-    /// In a forked child, where only the forking thread exists: frees every
-    /// other thread's slot, so no registration of a thread that is not there
-    /// holds a goal or a stop back. Their pending items are leaked, unread:
-    /// a thread may have been in the middle of pushing to its queue when the
-    /// fork happened. The caller holds the registry lock.
+    /// Forgets `slot`'s queue unread, for a slot whose thread does not
+    /// exist (in a forked child): its pending items are leaked, never
+    /// reclaimed, as that thread may have been in the middle of a push.
+    ///
+    /// # Safety
+    /// The slot's owner does not exist in this process, so this is the only
+    /// access to its queue.
     #[cfg(all(unix, not(loom)))]
-    pub(crate) fn keep_only(
-        &self,
-        me: Option<&Slot>,
-        inner: &mut crate::sync::MutexGuard<'_, crate::runtime::registry::Inner>,
-    ) {
-        for slot in crate::runtime::registry::registry().slots() {
-            let free = slot.state.load(Ordering::Acquire) == crate::runtime::registry::state::FREE;
-            if free || me.is_some_and(|m| core::ptr::eq(m, slot)) {
-                continue;
-            }
-            // SAFETY: the slot's owner does not exist in this process (the
-            // child of a fork has only the forking thread), so this is the
-            // only access to its queue; the old queue is moved out bitwise
-            // and forgotten, never read.
-            unsafe {
-                slot.with_fifo(|fifo| {
-                    core::mem::forget(core::mem::replace(fifo, Fifo::new()));
-                    slot.publish_pending(fifo);
-                })
-            };
-            slot.ticks.set(0);
-            crate::runtime::registry::registry().free_orphaned(slot, inner);
-        }
-    }
-
-    /// Called by a thread that is unregistering or detaching (offline):
-    /// seals its queue, reclaims what is due, hands the rest to the orphan
-    /// queue. What the reclaimed objects' `Drop`s retire meanwhile (a
-    /// detaching thread is still registered) is sealed before it goes: an
-    /// unsealed item has no goal and would block the orphan queue.
-    pub(crate) fn hand_off(&self, slot: &Slot) {
-        let seal = || {
-            // SAFETY: `slot` is the current thread's own slot; nothing is
-            // reclaimed inside.
-            unsafe {
-                slot.with_fifo(|fifo| {
-                    if fifo.unsealed().0 > 0 {
-                        fifo.seal(self.advance());
-                    }
-                })
-            }
-        };
-        seal();
-        self.process_local(slot);
-        seal();
-        // SAFETY: as above.
+    pub(crate) unsafe fn forget_queue(&self, slot: &Slot) {
+        // SAFETY: the caller's contract; the old queue is moved out bitwise
+        // and forgotten, never read.
         unsafe {
             slot.with_fifo(|fifo| {
+                core::mem::forget(core::mem::replace(fifo, Fifo::new()));
+                slot.publish_pending(fifo);
+            })
+        };
+        slot.ticks.set(0);
+    }
+
+    /// Hands the current thread's queue, sealed, to the orphan queue, for a
+    /// thread going offline for long or for good. Runs no user code: the
+    /// caller reclaims due orphans afterwards, with the slot let go of.
+    pub(crate) fn hand_off(&self, slot: &Slot) {
+        // SAFETY: `slot` is the current thread's own slot; nothing is
+        // reclaimed inside.
+        unsafe {
+            slot.with_fifo(|fifo| {
+                if fifo.unsealed().0 > 0 {
+                    fifo.seal(self.advance());
+                }
                 if fifo.len() > 0 {
                     let mut orphans = lock(&self.orphans);
                     orphans.append(fifo);
@@ -257,6 +243,5 @@ impl Domain {
             })
         };
         slot.ticks.set(0);
-        self.process_orphans();
     }
 }

@@ -397,7 +397,11 @@ static bool mi_arena_reserve(size_t req_size, bool allow_large, mi_arena_id_t *a
   if (mi_option_get(mi_option_arena_eager_commit) == 2)      { arena_commit = _mi_os_has_overcommit() || mi_option_is_enabled(mi_option_allow_large_os_pages); }
   else if (mi_option_get(mi_option_arena_eager_commit) == 1) { arena_commit = true; }
 
-  return (mi_reserve_os_memory_ex(arena_reserve, arena_commit, allow_large, false /* exclusive? */, arena_id) == 0);
+  const bool thp_deferred = _mi_thp_defer(allow_large);  // gcmalloc: a small heap gets no huge pages yet
+  if (thp_deferred) { allow_large = false; }
+  const bool ok = (mi_reserve_os_memory_ex(arena_reserve, arena_commit, allow_large, false /* exclusive? */, arena_id) == 0);
+  if (ok && thp_deferred) { _mi_thp_deferred_arena(*arena_id); }  // gcmalloc: marked once the heap is large
+  return ok;
 }
 
 
@@ -409,6 +413,7 @@ void* _mi_arena_alloc_aligned(size_t size, size_t alignment, size_t align_offset
   *memid = _mi_memid_none();
 
   const int numa_node = _mi_os_numa_node(); // current numa node
+  _mi_thp_promote_check();  // gcmalloc: mark the arenas reserved unmarked once the heap is large
 
   // try to allocate in an arena if the alignment is small enough and the object is not too small (as for heap meta data)
   if (!mi_option_is_enabled(mi_option_disallow_arena_alloc)) {  // is arena allocation allowed?

@@ -432,7 +432,7 @@ void _mi_page_abandon(mi_page_t* page, mi_page_queue_t* pq) {
   // page is no longer associated with our heap
   mi_assert_internal(mi_page_thread_free_flag(page)==MI_NEVER_DELAYED_FREE);
   mi_page_set_heap(page, NULL);
-  _mi_page_acct_abandon(page);  // gcmalloc: a full page's bytes move to the abandoned total
+  _mi_page_acct_abandon(page);  // gcmalloc: the page's live bytes (any page, full or not) move to the abandoned total
 
 #if (MI_DEBUG>1) && !MI_TRACK_ENABLED
   // check there are no references left..

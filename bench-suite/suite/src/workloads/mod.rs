@@ -53,6 +53,7 @@ const ALL: &[(&str, Workload)] = &[
     ("alloc-test", synthetic::alloc_test),
     ("rptest", synthetic::rptest),
     ("sh6bench", synthetic::sh6bench),
+    ("bigheap", synthetic::bigheap),
     ("syn", programs::syn_parse),
     ("json", programs::json_round_trip),
     #[cfg(feature = "js")]

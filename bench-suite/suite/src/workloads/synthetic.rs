@@ -241,3 +241,34 @@ pub fn sh6bench(ctx: &Ctx) -> u64 {
         sum.wrapping_add(kept.len() as u64)
     })
 }
+
+/// bigheap: a large live set (1 GiB at scale 1, split over the threads) of
+/// 8-1,024-byte blocks, of which random ones are replaced and read: the heap
+/// size where transparent huge pages pay (fewer TLB misses), and where
+/// gcmalloc marks its arenas for them.
+pub fn bigheap(ctx: &Ctx) -> u64 {
+    let live_bytes = ((1usize << 30) as f64 * ctx.scale) as usize / ctx.threads;
+    ctx.parallel(|t| {
+        let mut rng = Rng::new(t as u64 + 29);
+        let mut live: Blocks = Vec::new();
+        let mut held = 0;
+        while held < live_bytes {
+            let size = rng.log_range(8, 1024);
+            held += size;
+            live.push(block(size, held as u8));
+        }
+        let mut sum = 0u64;
+        for r in 0..live.len() * 2 {
+            let k = rng.range(0, live.len() - 1);
+            sum = sum.wrapping_add(live[k][0] as u64);
+            if r % 4 == 0 {
+                let size = rng.log_range(8, 1024);
+                live[k] = block(size, r as u8);
+            }
+            if r % 100_000 == 0 {
+                (ctx.hooks.tick)();
+            }
+        }
+        sum
+    })
+}

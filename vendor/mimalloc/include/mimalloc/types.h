@@ -266,10 +266,11 @@ typedef enum mi_delayed_e {
 
 // The `in_full` and `has_aligned` page flags are put in a union to efficiently
 // test if both are false (`full_aligned == 0`) in the `mi_free` routine.
-// gcmalloc: `delay_goal` is set while the page waits for a QSBR goal
-// (csrc/page-delay.c), so a local free into it, which proves the page in use
-// again, takes the generic path, and drops the goal there: the page-retire
-// path need not check for a goal.
+// gcmalloc: a third flag, `delay_goal`, is set while the page waits for a
+// QSBR goal (csrc/page-delay.c), so `full_aligned == 0` tests all three and a
+// local free into a waiting page, which proves the page in use again, takes
+// the generic path and drops the goal there: the page-retire path need not
+// check for a goal.
 #if !MI_TSAN
 typedef union mi_page_flags_s {
   uint8_t full_aligned;
@@ -316,11 +317,12 @@ typedef uintptr_t mi_thread_free_t;
 // - Using `uint16_t` does not seem to slow things down
 // - The size is 12 words on 64-bit which helps the page index calculations
 //   (and 14 words on 32-bit, and encoded free lists add 2 words)
-//   gcmalloc: still 12 words: `acct_bytes` and the 32-bit `qsbr_goal` take
-//   the padding, and the FIFO links of delayed page reuse live beside the
-//   slice entries in the segment (checked by `_Static_assert` in
-//   csrc/page-delay.c); a bigger page costs `mi_free` instructions and grows
-//   the segment header, 513 of them, past one slice
+//   gcmalloc: still 12 words (13 with MI_TSAN's wider flags, as in stock):
+//   `acct_bytes` and the 32-bit `qsbr_goal` take the padding, and the FIFO
+//   links of delayed page reuse live beside the slice entries in the segment
+//   (checked by `_Static_assert` in csrc/page-delay.c); a bigger page costs
+//   `mi_free` instructions and grows the segment header, 513 of them, past
+//   one slice
 // - `xthread_free` uses the bottom bits as a delayed-free flags to optimize
 //   concurrent frees where only the first concurrent free adds to the owning
 //   heap `thread_delayed_free` list (see `free.c:mi_free_block_mt`).
@@ -339,7 +341,7 @@ typedef struct mi_page_s {
   // layout like this to optimize access in `mi_malloc` and `mi_free`
   uint16_t              capacity;          // number of blocks committed, must be the first field, see `segment.c:page_clear`
   uint16_t              reserved;          // number of blocks reserved in memory
-  mi_page_flags_t       flags;             // `in_full` and `has_aligned` flags (8 bits)
+  mi_page_flags_t       flags;             // `in_full`, `has_aligned` and (gcmalloc) `delay_goal` flags (8 bits; 32 with MI_TSAN)
   uint8_t               free_is_zero:1;    // `true` if the blocks in the free list are zero initialized
   uint8_t               retire_expire:7;   // expiration count for retired blocks
 
