@@ -49,6 +49,9 @@ fn main() {
         // that tests exercise the code that ships and run in reasonable time.
         .opt_level(3)
         .flag_if_supported("-Wno-error=date-time")
+        // `GcHeap::visit_blocks` walks abandoned pages too; mimalloc allows it
+        // only with this set from the start (reclaim then takes a lock).
+        .define("MI_VISIT_ABANDONED", "1")
         .warnings(false);
     configure_target(&mut build, &target_os, &target_env);
     if env::var_os("CARGO_FEATURE_DEBUG").is_some() {

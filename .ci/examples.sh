@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks build; the examples run: short cyclotron forms, the
-# type-stable page RSS comparison, the quickstart.
+# type-stable page RSS comparison, the GcHeap noise runs, the quickstart.
 source "$(dirname "$0")/lib.sh"
 
 step "benchmarks build"
@@ -27,6 +27,9 @@ cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --cycle 10 
 
 step "type-stable pages: peak RSS, delay on/off vs stock v2.3.2"
 cargo run --release --example page_delay_rss
+
+step "GcHeap beside a 0-500 MiB cache (--noise): collections and peak RSS, GcHeap vs process-wide trigger"
+cargo run --release --example gcheap_noise
 
 step "quickstart example"
 cargo run --release --example quickstart

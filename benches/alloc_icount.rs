@@ -15,7 +15,10 @@
 //!   installed): the cost of the patches to a program that does not use QSBR;
 //! * `registered`: the thread is registered and quiesces after every 1,000
 //!   operations, with delayed page reuse on;
-//! * `registered-no-delay`: the same with `set_page_reuse_delay(false)`.
+//! * `registered-no-delay`: the same with `set_page_reuse_delay(false)`;
+//! * `gc-heap`: no registered thread, allocating and freeing through a
+//!   [`GcHeap`](gcmalloc::GcHeap)'s `Allocator`; also compared to `gcmalloc`
+//!   (the global allocator path), whose instructions it should stay within 3% of.
 //!
 //! It prints instructions per operation and each row's ratio to stock.
 
@@ -24,7 +27,8 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
 
-use gcmalloc::GcMalloc;
+use allocator_api2::alloc::Allocator;
+use gcmalloc::{GcHeap, GcMalloc};
 
 use common::{batch, layout, pair, StockV2, BATCH, SIZES};
 
@@ -37,10 +41,11 @@ enum Mode {
     Gcmalloc,
     Registered,
     RegisteredNoDelay,
+    GcHeap,
 }
 
 impl Mode {
-    const ALL: [Mode; 4] = [Mode::Stock, Mode::Gcmalloc, Mode::Registered, Mode::RegisteredNoDelay];
+    const ALL: [Mode; 5] = [Mode::Stock, Mode::Gcmalloc, Mode::Registered, Mode::RegisteredNoDelay, Mode::GcHeap];
 
     fn name(self) -> &'static str {
         match self {
@@ -48,6 +53,7 @@ impl Mode {
             Mode::Gcmalloc => "gcmalloc",
             Mode::Registered => "registered",
             Mode::RegisteredNoDelay => "registered-no-delay",
+            Mode::GcHeap => "gc-heap",
         }
     }
 
@@ -93,6 +99,7 @@ fn parent() {
     }
     let exe = std::env::current_exe().expect("the benchmark's own path");
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); Mode::ALL.len()];
+    let mut gc_heap_to_global = Vec::new();
     println!("{:<10} {:>6} {:>14}  ratios to stock", "case", "size", "stock Ir/op");
     for workload in [Workload::Pair, Workload::Batch] {
         for size in SIZES {
@@ -105,6 +112,9 @@ fn parent() {
                 ratios[i].push(ratio);
                 line += &format!(" {}={ratio:.4}", Mode::ALL[i].name());
             }
+            let to_global = counts[Mode::ALL.len() - 1] as f64 / counts[1] as f64;
+            gc_heap_to_global.push(to_global);
+            line += &format!(" gc-heap/gcmalloc={to_global:.4}");
             println!("{line}");
         }
     }
@@ -113,6 +123,9 @@ fn parent() {
         r.sort_by(f64::total_cmp);
         println!("{:<20} median ratio {:.4}, max {:.4}", mode.name(), r[r.len() / 2], r[r.len() - 1]);
     }
+    let r = &mut gc_heap_to_global;
+    r.sort_by(f64::total_cmp);
+    println!("{:<20} median ratio {:.4}, max {:.4}", "gc-heap/gcmalloc", r[r.len() / 2], r[r.len() - 1]);
 }
 
 /// Instructions callgrind counted inside `measured_region` for one run.
@@ -147,6 +160,7 @@ fn child(args: &[String]) {
     let l = layout(size);
     match mode {
         Mode::Stock => run(&StockV2, workload, l, &quiesce),
+        Mode::GcHeap => run(&ViaGcHeap(Box::leak(Box::new(GcHeap::new().unwrap()))), workload, l, &quiesce),
         _ => run(&GcMalloc, workload, l, &quiesce),
     }
 }
@@ -170,5 +184,22 @@ fn work<A: GlobalAlloc>(a: &A, workload: Workload, l: Layout, slots: &mut [*mut 
             Workload::Batch => batch(a, l, slots),
         }
         quiesce();
+    }
+}
+
+/// A [`GcHeap`]'s `Allocator` behind the workloads' `GlobalAlloc` interface.
+struct ViaGcHeap(&'static GcHeap);
+
+// SAFETY: forwards to the GcHeap's `Allocator`, whose blocks have the
+// requested layout; null on failure.
+unsafe impl GlobalAlloc for ViaGcHeap {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0.allocate(layout).map_or(std::ptr::null_mut(), |b| b.cast::<u8>().as_ptr())
+    }
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { self.0.deallocate(std::ptr::NonNull::new_unchecked(ptr), layout) }
     }
 }

@@ -1,5 +1,5 @@
 //! The cost of asking "how much memory do we hold?", in one run:
-//! `gcmalloc::estimate()` and the exact per-thread sum `gcmalloc::usage()`
+//! `gcmalloc::estimate()`, a `GcHeap::estimate()` and the exact per-thread sum `gcmalloc::usage()`
 //! with 1, 16, 256 and 1,024 live threads; and, for comparison, reading RSS
 //! from `/proc/self/statm` (file kept open), `getrusage`, stock mimalloc's
 //! `mi_process_info`, and the exact recount `gcmalloc::audit()`. And the
@@ -24,8 +24,15 @@ static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
 
 const THREADS: [usize; 4] = [1, 16, 256, 1024];
 
+/// The GcHeap whose figure `gc_heap_estimate` reads.
+fn gc_heap() -> &'static gcmalloc::GcHeap {
+    static HEAP: std::sync::OnceLock<gcmalloc::GcHeap> = std::sync::OnceLock::new();
+    HEAP.get_or_init(|| gcmalloc::GcHeap::new().unwrap())
+}
+
 /// `n - 1` threads (the benchmark thread is the n-th) that each allocate, so
-/// that they own a mimalloc heap, and then wait, idle, until stopped.
+/// that they own a mimalloc heap (and one of a GcHeap), and then wait, idle,
+/// until stopped.
 struct LiveThreads {
     exit: Arc<Barrier>,
     handles: Vec<thread::JoinHandle<()>>,
@@ -41,9 +48,11 @@ impl LiveThreads {
                     .stack_size(64 << 10)
                     .spawn(move || {
                         let held: Vec<Box<[u8; 64]>> = (0..64).map(|j| Box::new([(i + j) as u8; 64])).collect();
+                        // And a heap of the GcHeap, so that its figure has as many heaps.
+                        let gc = allocator_api2::boxed::Box::new_in([i as u8; 64], gc_heap());
                         ready.wait();
                         exit.wait();
-                        black_box(held);
+                        black_box((held, gc));
                     })
                     .unwrap()
             })
@@ -99,6 +108,8 @@ fn bench(c: &mut Criterion) {
     for n in THREADS {
         let live = LiveThreads::start(n);
         g.bench_with_input(BenchmarkId::new("estimate", n), &n, |b, _| b.iter(gcmalloc::estimate));
+        let heap = gc_heap();
+        g.bench_with_input(BenchmarkId::new("gc_heap_estimate", n), &n, |b, _| b.iter(|| heap.estimate()));
         g.bench_with_input(BenchmarkId::new("usage", n), &n, |b, _| b.iter(gcmalloc::usage));
         if n <= 16 {
             // SAFETY: the other threads wait on a barrier, they do not allocate.

@@ -51,6 +51,7 @@ static mi_decl_cache_align mi_acct_t mi_acct = { MI_ATOMIC_VAR_INIT(0), MI_ATOMI
 static void mi_heap_acct_publish(mi_heap_t* heap) {
   if (heap->acct_unpublished == 0) return;
   mi_atomic_addi(&mi_acct.published, heap->acct_unpublished);
+  _mi_gc_tag_acct_published(heap->tag, heap->acct_unpublished);  // and to its tag's total (gc-heap.c)
   heap->acct_unpublished = 0;
 }
 
@@ -158,6 +159,7 @@ void _mi_page_acct_claim(mi_page_t* page) {
   while ((bytes & MI_ACCT_ABANDONED) != 0) {
     if (mi_atomic_cas_weak_acq_rel(&page->acct_bytes, &bytes, (size_t)0)) {
       mi_atomic_sub_relaxed(&mi_acct.abandoned, bytes & ~MI_ACCT_ABANDONED);
+      _mi_gc_tag_acct_abandoned(page->heap_tag, -(intptr_t)(bytes & ~MI_ACCT_ABANDONED));
       return;
     }
   }
@@ -170,6 +172,7 @@ void _mi_page_acct_abandon(mi_page_t* page) {
   const size_t bytes = mi_page_block_size(page) * page->used;
   if (bytes == 0) return;
   mi_atomic_add_relaxed(&mi_acct.abandoned, bytes);
+  _mi_gc_tag_acct_abandoned(page->heap_tag, (intptr_t)bytes);
   // A block freed into the page by another thread after the owner's last
   // collect and before this store is neither subtracted nor out of `used`:
   // counted until the page is reclaimed or its segment cleared (a race at
@@ -190,6 +193,7 @@ void _mi_page_acct_free_abandoned(mi_page_t* page) {
   while ((bytes & MI_ACCT_ABANDONED) != 0 && (bytes & ~MI_ACCT_ABANDONED) >= bsize) {
     if (mi_atomic_cas_weak_acq_rel(&page->acct_bytes, &bytes, bytes - bsize)) {
       mi_atomic_sub_relaxed(&mi_acct.abandoned, bsize);
+      _mi_gc_tag_acct_abandoned(page->heap_tag, -(intptr_t)bsize);
       return;
     }
   }
@@ -316,18 +320,30 @@ static size_t mi_page_thread_free_count(const mi_page_t* page) {
 }
 
 // An abandoned page holds `used` blocks less those freed into it since (its
-// thread-free list).
-static void mi_segment_acct_recount_abandoned(mi_segment_t* segment, mi_acct_tally_t* tally) {
+// thread-free list). Only pages of heap tag `tag` if it is not negative.
+static void mi_segment_acct_recount_abandoned(mi_segment_t* segment, int tag, mi_acct_tally_t* tally) {
   const mi_slice_t* end;
   mi_slice_t* slice = mi_slices_start_iterate(segment, &end);
   while (slice < end) {
-    if (mi_slice_is_used(slice)) {
+    if (mi_slice_is_used(slice) && (tag < 0 || mi_slice_to_page(slice)->heap_tag == tag)) {
       const mi_page_t* const page = mi_slice_to_page(slice);
       tally->carried += mi_atomic_load_relaxed(&page->acct_bytes) & ~MI_ACCT_ABANDONED;
       tally->recounted += mi_page_block_size(page) * (page->used - mi_page_thread_free_count(page));
     }
     slice = slice + slice->slice_count;
   }
+}
+
+// Every abandoned page (of heap tag `tag` if it is not negative).
+static void mi_acct_recount_abandoned(int tag, mi_acct_tally_t* tally) {
+  mi_arena_field_cursor_t cursor;
+  _mi_arena_field_cursor_init(NULL, _mi_subproc_from_id(mi_subproc_main()), true /* visit all */, &cursor);
+  mi_segment_t* segment;
+  while ((segment = _mi_arena_segment_clear_abandoned_next(&cursor)) != NULL) {
+    mi_segment_acct_recount_abandoned(segment, tag, tally);
+    _mi_arena_segment_mark_abandoned(segment);
+  }
+  _mi_arena_field_cursor_done(&cursor);
 }
 
 void mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept {
@@ -339,14 +355,7 @@ void mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept {
       mi_heap_acct_recount(heap, &tally);
     }
   }
-  mi_arena_field_cursor_t cursor;
-  _mi_arena_field_cursor_init(NULL, _mi_subproc_from_id(mi_subproc_main()), true /* visit all */, &cursor);
-  mi_segment_t* segment;
-  while ((segment = _mi_arena_segment_clear_abandoned_next(&cursor)) != NULL) {
-    mi_segment_acct_recount_abandoned(segment, &tally);
-    _mi_arena_segment_mark_abandoned(segment);
-  }
-  _mi_arena_field_cursor_done(&cursor);
+  mi_acct_recount_abandoned(-1, &tally);
   audit->counted = count;
   audit->carried = tally.carried;
   audit->recounted = tally.recounted;

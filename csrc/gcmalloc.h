@@ -3,7 +3,7 @@ gcmalloc's C: every hook it adds to mimalloc, declared once.
 
 mimalloc's own files keep only one-line hook sites (each with a `gcmalloc:`
 comment), the fields the hooks use (`mimalloc/types.h`), this header's
-include at the end of `mimalloc/internal.h`, and the include of the two files
+include at the end of `mimalloc/internal.h`, and the include of the files
 below into `static.c`. The logic is here, in gcmalloc's tree:
 
 - `accounting.c`: live-bytes accounting. Every page carries the bytes it adds
@@ -11,10 +11,12 @@ below into `static.c`. The logic is here, in gcmalloc's tree:
   writer; the API below reads them.
 - `page-delay.c`: delayed page reuse ("type-stable pages"). An emptied page
   waits for a QSBR goal before another size class, heap or the OS may have it.
+- `gc-heap.c`: heaps per purpose (GC heaps), one mimalloc heap tag each, with
+  their own live-bytes figures and a walk of their blocks.
 - `huge-pages.c`: arenas are marked for transparent huge pages only once the
   heap is large.
 
-Both are compiled only as part of `static.c` (they use statics of mimalloc's
+All are compiled only as part of `static.c` (they use statics of mimalloc's
 files), which `build.rs` compiles with the crate's root on the include path.
 -----------------------------------------------------------------------------*/
 #pragma once
@@ -86,6 +88,25 @@ mi_decl_export void   mi_acct_fork_lock(bool lock) mi_attr_noexcept;           /
 mi_decl_export void   mi_acct_refresh(mi_heap_t* heap) mi_attr_noexcept;       // NULL: the calling thread's heap; another's only while its owner is stopped
 mi_decl_export size_t mi_acct_heap_bytes(const mi_heap_t* heap) mi_attr_noexcept;  // NULL: the calling thread's heap: its share of the estimate
 
+// GC heaps: heaps per purpose, one mimalloc heap tag each (gc-heap.c). A tag
+// comes from `mi_gc_heap_tag_new` (0: all 255 handed out); the allocation
+// functions use the calling thread's heap of the tag, created on first use
+// (they take the tag as a `size_t`, below 256).
+typedef bool (mi_cdecl mi_gc_block_fun)(void* block, size_t block_size, void* arg);
+mi_decl_export uint8_t    mi_gc_heap_tag_new(void) mi_attr_noexcept;
+mi_decl_export void       mi_gc_heap_tag_drop(uint8_t tag) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_malloc(size_t tag, size_t size) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_zalloc(size_t tag, size_t size) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_malloc_aligned(size_t tag, size_t size, size_t alignment) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_zalloc_aligned(size_t tag, size_t size, size_t alignment) mi_attr_noexcept;
+mi_decl_export void*      mi_gc_heap_realloc_aligned(size_t tag, void* p, size_t newsize, size_t alignment) mi_attr_noexcept;
+mi_decl_export size_t     mi_gc_heap_estimate(uint8_t tag) mi_attr_noexcept;
+mi_decl_export void       mi_gc_heap_refresh(uint8_t tag, bool all) mi_attr_noexcept;      // all: owners stopped
+mi_decl_export void       mi_gc_heap_usage(uint8_t tag, mi_acct_usage_t* usage) mi_attr_noexcept;
+mi_decl_export void       mi_gc_heap_audit(uint8_t tag, mi_acct_audit_t* audit) mi_attr_noexcept;  // as mi_acct_audit
+mi_decl_export bool       mi_gc_heap_visit_blocks(uint8_t tag, mi_gc_block_fun* fun, void* arg) mi_attr_noexcept;  // owners stopped
+mi_decl_export int        mi_gc_block_owner(const void* p) mi_attr_noexcept;  // for tests
+
 // ---------------------------------------------------------------------------
 // Hooks called from mimalloc's files.
 // ---------------------------------------------------------------------------
@@ -115,6 +136,14 @@ void        _mi_heap_acct_absorb(mi_heap_t* heap, mi_heap_t* from);
 void        _mi_heap_acct_reset(mi_heap_t* heap);
 void        _mi_heap_acct_register(mi_heap_t* heap);
 void        _mi_heap_acct_unregister(mi_heap_t* heap);
+
+// gc-heap.c
+extern mi_heap_t _mi_gc_heap_placeholder;
+mi_heap_t*  _mi_gc_heap_first_use(void);
+void        _mi_gc_heap_forget(mi_heap_t* heap);
+bool        _mi_segment_tags_reclaimable(const mi_segment_t* segment, const mi_heap_t* heap);
+void        _mi_gc_tag_acct_published(uint8_t tag, intptr_t delta);
+void        _mi_gc_tag_acct_abandoned(uint8_t tag, intptr_t delta);
 
 // Set in `mi_page_t.acct_bytes` while the bytes count in the abandoned total.
 #define MI_ACCT_ABANDONED  (((size_t)1) << (MI_SIZE_BITS - 1))

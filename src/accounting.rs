@@ -192,14 +192,18 @@ impl Usage {
 /// assert!(u.estimate.abs_diff(u.exact()) <= u.error_bound);
 /// ```
 pub fn usage() -> Usage {
-    // SAFETY: every field of `Usage` is a `usize`, so all-zero is a valid
-    // value; `Usage` has the layout of `mi_acct_usage_t`, which
+    let mut usage = zero_usage();
+    // SAFETY: `Usage` has the layout of `mi_acct_usage_t`, which
     // `mi_acct_usage` fills in place.
-    unsafe {
-        let mut usage = core::mem::MaybeUninit::<Usage>::zeroed().assume_init();
-        ffi::mi_acct_usage(&mut usage);
-        usage
-    }
+    unsafe { ffi::mi_acct_usage(&mut usage) };
+    usage
+}
+
+/// A `Usage` of zeros, for the C side to fill.
+pub(crate) fn zero_usage() -> Usage {
+    // SAFETY: every field of `Usage` is a `usize`, so all-zero is a valid
+    // value.
+    unsafe { core::mem::MaybeUninit::<Usage>::zeroed().assume_init() }
 }
 
 /// Syncs every page of the calling thread's heap, so that its share of the

@@ -19,7 +19,7 @@ const NATURAL_ALIGN: usize = 2 * core::mem::size_of::<usize>();
 
 /// True when `mi_malloc(size)` is guaranteed to return `align`-aligned memory.
 #[inline(always)]
-fn unaligned_is_enough(size: usize, align: usize) -> bool {
+pub(crate) fn unaligned_is_enough(size: usize, align: usize) -> bool {
     align <= NATURAL_ALIGN && align <= size
 }
 

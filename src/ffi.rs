@@ -65,3 +65,25 @@ mimalloc_fns! {
     fn mi_thp_get_threshold() -> usize;
     fn mi_thp_deferred_arenas() -> usize;
 }
+
+/// Visitor of `mi_gc_heap_visit_blocks`: a live block and its usable size;
+/// false stops the walk.
+pub type GcBlockFn = unsafe extern "C" fn(block: *mut c_void, block_size: usize, arg: *mut c_void) -> bool;
+
+// GC heaps (`csrc/gc-heap.c`): `tag` names the purpose; the allocation
+// functions use the calling thread's heap of that tag.
+mimalloc_fns! {
+    fn mi_gc_heap_tag_new() -> u8;
+    fn mi_gc_heap_tag_drop(tag: u8);
+    fn mi_gc_heap_malloc(tag: usize, size: usize) -> *mut c_void;
+    fn mi_gc_heap_zalloc(tag: usize, size: usize) -> *mut c_void;
+    fn mi_gc_heap_malloc_aligned(tag: usize, size: usize, alignment: usize) -> *mut c_void;
+    fn mi_gc_heap_zalloc_aligned(tag: usize, size: usize, alignment: usize) -> *mut c_void;
+    fn mi_gc_heap_realloc_aligned(tag: usize, p: *mut c_void, newsize: usize, alignment: usize) -> *mut c_void;
+    fn mi_gc_heap_estimate(tag: u8) -> usize;
+    fn mi_gc_heap_refresh(tag: u8, all: bool);
+    fn mi_gc_heap_usage(tag: u8, usage: *mut crate::Usage);
+    fn mi_gc_heap_audit(tag: u8, audit: *mut crate::Audit);
+    fn mi_gc_heap_visit_blocks(tag: u8, fun: GcBlockFn, arg: *mut c_void) -> bool;
+    fn mi_gc_block_owner(p: *const c_void) -> c_int;
+}

@@ -59,6 +59,11 @@
 //! * **optimistic reader**: a lock-free reader that may load a pointer to an
 //!   object that is being freed, read its header, and re-check; type-stable
 //!   pages make that read safe.
+//! * **GcHeap** ([`GcHeap`]): a heap for one purpose (a runtime's collected
+//!   objects), named by a mimalloc heap *tag*; each thread allocates from it
+//!   through its own mimalloc heap of that tag, and a page holding its
+//!   blocks belongs to a heap of that tag or to none (abandoned).
+//!   [`GcHeap::estimate`] is its share of the estimate.
 //! * **young allocations**: what [`GcTrigger::record_alloc`] counts since the
 //!   last collection (objects, or whatever unit the runtime's threshold uses).
 //!
@@ -79,6 +84,7 @@
 //! | the bytes the program holds, at any moment, for a few ns | [`estimate`] (live bytes as of each page's last slow-path event), exact again after a collection with [`refresh_estimate`] or [`StopTheWorld::refresh_estimate`]; the breakdown, what is counted and the error bounds in [`usage`] / [`Usage`]; a recount in [`audit`] |
 //! | to decide when to collect | [`GcTrigger`]: a young-allocation threshold gated by memory growth ([`Pacing`]), reading the estimate or RSS ([`MemorySource`]); MemBalancer's time- and memory-aware limit ([`Pacing::BALANCED`]); a soft memory limit, the container's or yours, with a GC CPU cap ([`MemoryLimit`]); why it collected ([`GcTrigger::stats`]) |
 //! | an incremental collector to keep its pauses short | [`GcTrigger::incremental_pacing`]: the balanced limit as a sleep and a work rate per allocated byte ([`IncrementalPacing`]); [`DebtMeter`] for count-paced collectors |
+//! | a runtime's objects apart from the rest of the program, with their own figure and a walk of their blocks | [`GcHeap`]: an `Allocator` (`Box<T, &GcHeap>`), [`GcHeap::estimate`], [`GcHeap::visit_blocks`], and [`MemorySource::GcHeap`] for the trigger |
 //! | lock-free readers and retired objects | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::retire_block`] (the algorithm is described in [`qsbr`]) |
 //! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]) |
 //! | a registered thread to block (join, recv, a lock, I/O) without holding QSBR goals or stops back | [`ThreadHandle::blocking`] |
@@ -113,10 +119,14 @@
 //! 1 ns; [`GcTrigger::record_alloc`] about 1 ns.
 
 #![warn(missing_docs)]
+// `--features nightly`: `&GcHeap` implements the standard library's
+// `Allocator`, which allocator-api2 then re-exports.
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 
 mod accounting;
 mod allocator;
 mod ffi;
+mod gc_heap;
 mod huge_pages;
 mod pacing;
 mod runtime;
@@ -124,6 +134,9 @@ mod sync;
 
 pub use accounting::{audit, estimate, refresh_estimate, release_free_memory, thread_estimate, usage, Audit, Usage};
 pub use allocator::GcMalloc;
+#[doc(hidden)]
+pub use gc_heap::__block_owner;
+pub use gc_heap::{GcHeap, GcHeapError};
 pub use huge_pages::{
     huge_page_deferred_arenas, huge_page_threshold, set_huge_page_threshold, DEFAULT_HUGE_PAGE_THRESHOLD,
 };

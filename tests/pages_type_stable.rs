@@ -4,52 +4,18 @@
 //! test observes cross-size reuse, which proves it can fail.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::mpsc;
 use std::thread;
 
 use gcmalloc::GcMalloc;
+
+mod common;
+use common::Holder;
 
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
 
 const SMALL: usize = 64;
 const BLOCKS: usize = 20_000; // ~1.3 MB: about twenty 64 KiB pages
-
-/// A registered thread that never quiesces until told to: it holds every
-/// goal taken meanwhile.
-struct Holder {
-    release: mpsc::Sender<()>,
-    thread: thread::JoinHandle<()>,
-}
-
-impl Holder {
-    fn start() -> Holder {
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        let thread = thread::spawn(move || {
-            let me = gcmalloc::register_thread();
-            ready_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            me.quiescent();
-        });
-        ready_rx.recv().unwrap();
-        Holder { release, thread }
-    }
-
-    /// Lets the holder quiesce and exit.
-    fn stop(self) {
-        self.release.send(()).unwrap();
-        self.thread.join().unwrap();
-    }
-
-    /// Lets the holder quiesce (and exit), then makes sure a goal taken
-    /// before is reached.
-    fn quiesce(self) {
-        self.stop();
-        let goal = gcmalloc::qsbr::advance();
-        assert!(gcmalloc::qsbr::poll(goal), "no registered thread left, yet the goal is not reached");
-    }
-}
 
 /// Allocates `BLOCKS` 64-byte blocks, frees them all, and returns their
 /// sorted addresses: the freed pages tile these addresses densely.

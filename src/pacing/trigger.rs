@@ -46,6 +46,12 @@ pub enum MemorySource {
     /// A function of the caller's, returning bytes (tests, or a runtime's
     /// own accounting).
     Custom(fn() -> usize),
+    /// The live bytes of one [`GcHeap`](crate::GcHeap)
+    /// ([`GcHeap::estimate`](crate::GcHeap::estimate)): a runtime's own
+    /// objects, whatever the rest of the program holds. Costs what
+    /// `Estimate` costs; [`GcTrigger::collected`] refreshes the calling
+    /// thread's share of it.
+    GcHeap(&'static crate::GcHeap),
 }
 
 impl MemorySource {
@@ -65,6 +71,7 @@ impl MemorySource {
             MemorySource::Rss => proc_memory::rss_and_swap(),
             MemorySource::None => None,
             MemorySource::Custom(read) => Some(read()),
+            MemorySource::GcHeap(heap) => Some(heap.estimate()),
         }
     }
 }
@@ -580,6 +587,9 @@ impl GcTrigger {
     fn memory_after_collection(&self) -> usize {
         if matches!(self.config.source, MemorySource::Estimate) {
             crate::refresh_estimate();
+        }
+        if let MemorySource::GcHeap(heap) = self.config.source {
+            heap.refresh();
         }
         self.config.source.read().unwrap_or(0)
     }

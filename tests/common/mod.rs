@@ -1,4 +1,4 @@
-//! Helpers shared by the accounting tests.
+//! Helpers shared by the accounting and page tests.
 #![allow(dead_code)] // each test binary uses a subset
 
 /// Refreshes the calling thread's heap, then asserts [`assert_no_drift`] and
@@ -62,4 +62,40 @@ pub fn free_block((addr, size): (usize, usize)) {
     let layout = std::alloc::Layout::from_size_align(size, 8).unwrap();
     // SAFETY: `addr` came from `alloc_block(size)` and is freed once.
     unsafe { std::alloc::dealloc(addr as *mut u8, layout) };
+}
+
+/// A registered thread that never quiesces until told to: it holds every
+/// goal taken meanwhile.
+pub struct Holder {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Holder {
+    pub fn start() -> Holder {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let me = gcmalloc::register_thread();
+            ready_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            me.quiescent();
+        });
+        ready_rx.recv().unwrap();
+        Holder { release, thread }
+    }
+
+    /// Lets the holder quiesce and exit.
+    pub fn stop(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+
+    /// Lets the holder quiesce (and exit), then makes sure a goal taken
+    /// before is reached.
+    pub fn quiesce(self) {
+        self.stop();
+        let goal = gcmalloc::qsbr::advance();
+        assert!(gcmalloc::qsbr::poll(goal), "no registered thread left, yet the goal is not reached");
+    }
 }

@@ -286,6 +286,7 @@ static void mi_heap_free(mi_heap_t* heap) {
   mi_assert_internal(mi_heap_is_initialized(heap));
   if (heap==NULL || !mi_heap_is_initialized(heap)) return;
   if (mi_heap_is_backing(heap)) return; // dont free the backing heap
+  _mi_gc_heap_forget(heap);  // gcmalloc: the thread's GC heap of this tag is gone
 
   // reset default
   if (mi_heap_is_default(heap)) {

@@ -1316,6 +1316,8 @@ bool _mi_segment_attempt_reclaim(mi_heap_t* heap, mi_segment_t* segment) {
     return false;
   }
   if (_mi_arena_segment_clear_abandoned(segment)) {  // atomically unabandon
+    // gcmalloc: only into heaps of the pages' tags (csrc/gc-heap.c)
+    if (!_mi_segment_tags_reclaimable(segment, heap)) { _mi_arena_segment_mark_abandoned(segment); return false; }
     mi_segment_t* res = mi_segment_reclaim(segment, heap, 0, NULL, &heap->tld->segments);
     mi_assert_internal(res == segment);
     return (res != NULL);
@@ -1328,6 +1330,8 @@ void _mi_abandoned_reclaim_all(mi_heap_t* heap, mi_segments_tld_t* tld) {
   mi_arena_field_cursor_t current;
   _mi_arena_field_cursor_init(heap, tld->subproc, true /* visit all, blocking */, &current);
   while ((segment = _mi_arena_segment_clear_abandoned_next(&current)) != NULL) {
+    // gcmalloc: only into heaps of the pages' tags (csrc/gc-heap.c)
+    if (!_mi_segment_tags_reclaimable(segment, heap)) { _mi_arena_segment_mark_abandoned(segment); continue; }
     mi_segment_reclaim(segment, heap, 0, NULL, tld);
   }
   _mi_arena_field_cursor_done(&current);
@@ -1371,6 +1375,7 @@ static mi_segment_t* mi_segment_try_reclaim(mi_heap_t* heap, size_t needed_slice
     // Perhaps we can skip non-suitable ones in a better way?
     bool is_suitable = _mi_heap_memid_is_suitable(heap, segment->memid);
     bool has_page = mi_segment_check_free(segment,needed_slices,block_size,tld); // try to free up pages (due to concurrent frees)
+    is_suitable = is_suitable && _mi_segment_tags_reclaimable(segment, heap);  // gcmalloc: only into heaps of the pages' tags
     if (segment->used == 0) {
       // free the segment (by forced reclaim) to make it available to other threads.
       // note1: we prefer to free a segment as that might lead to reclaiming another

@@ -41,6 +41,7 @@ terms of the MIT license. A copy of the license can be found in the file
 #include "segment.c"
 #include "segment-map.c"
 #include "csrc/accounting.c" // gcmalloc: live-bytes accounting (uses page-queue.c and segment.c statics)
+#include "csrc/gc-heap.c"   // gcmalloc: heaps per purpose (uses accounting.c statics)
 #include "csrc/huge-pages.c" // gcmalloc: huge pages by heap size (uses arena.c statics)
 #include "stats.c"
 #include "prim/prim.c"
