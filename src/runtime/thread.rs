@@ -139,6 +139,7 @@ impl ThreadHandle {
         } else {
             quiescent_slow(slot);
         }
+        qsbr::check_lag_if_due(); // last, with the slot no longer used: may run a lag report
     }
 
     /// Goes offline: until [`attach`](Self::attach), this thread must not

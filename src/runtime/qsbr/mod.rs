@@ -94,6 +94,7 @@
 //! first, and reclaims last. A panic in a `Drop` is caught where the item is
 //! reclaimed and counted in [`Stats::drop_panics`].
 
+mod lag;
 mod reclaim;
 mod seq;
 
@@ -106,6 +107,9 @@ use crate::runtime::queue::{Fifo, Item};
 use crate::runtime::registry::{registry, seq_lt, Slot, ThreadState};
 use crate::sync::{fence, global, thread::Thread, AtomicU64, AtomicUsize, Mutex, Ordering};
 use seq::{AdvanceLog, INCR};
+
+pub(crate) use lag::check_if_due as check_lag_if_due;
+pub use lag::{set_lag_report, LagReport};
 
 /// Padding that keeps a hot shared word on its own (pair of) cache lines.
 #[repr(align(128))]
@@ -292,6 +296,7 @@ pub fn retire_with_size<T: Send + 'static>(value: Box<T>, bytes: usize) {
     // the box is owned by the queue from here on and dropped exactly once.
     let item = unsafe { Item::new(Box::into_raw(value).cast(), drop_box::<T>, bytes) };
     domain().defer(item);
+    lag::check_if_due(); // nothing held here: a lag report may run
 }
 
 /// Frees `ptr` (a block from [`GcMalloc`](crate::GcMalloc)) once every

@@ -108,6 +108,7 @@ impl AdvanceLog {
         let base = self.base.get_or_init(Instant::now);
         let nanos = base.elapsed().as_nanos() as u64;
         self.nanos[Self::index(seq)].store(nanos, std::sync::atomic::Ordering::Relaxed);
+        super::lag::note_advance(nanos);
     }
 
     /// When the write sequence first moved past `seq` (now `wr`); for a
