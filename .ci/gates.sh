@@ -20,6 +20,9 @@ mkdir -p target
 python3 scripts/layers.py > target/layers.txt || { sed -n '/run up/,$p' target/layers.txt; exit 1; }
 tail -1 target/layers.txt
 
+step "words: one word per concept (scripts/words.sh)"
+scripts/words.sh
+
 step "gates: rustfmt (rustfmt.toml), and clippy with the [lints] of Cargo.toml, warnings denied"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

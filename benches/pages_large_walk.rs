@@ -1,16 +1,16 @@
 //! The cost of a large allocation while many small pages wait for their QSBR
 //! goal: one 1–2 MiB allocation and free, with 0, 1,000, 10,000 and 30,000
 //! empty small pages waiting (the registered thread holds every goal back).
-//! A large allocation looks for a waiting large page to reuse; it must not
-//! walk the waiting small pages to find one.
+//! A large allocation looks for a delayed large page to reuse; it must not
+//! walk the delayed small pages to find one.
 //!
 //! ```sh
 //! cargo bench --bench pages_large_walk   # about 10 s, up to 1 GiB
 //! ```
 //!
 //! It prints the time per allocation and free at each count, and its ratio
-//! to the time with no waiting page, measured in the same run. Goal: at most
-//! 2x at 30,000 waiting small pages.
+//! to the time with no delayed page, measured in the same run. Goal: at most
+//! 2x at 30,000 delayed small pages.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ fn wait_small_pages(target: usize) {
             return;
         }
         // SAFETY: non-zero size; every block is freed once below with `layout`.
-        // The waiting pages serve their size class first: allocate them all
+        // The delayed pages serve their size class first: allocate them all
         // again, and the pages missing.
         let blocks: Vec<usize> =
             (0..(target + target / 16 + 8) * PER_PAGE).map(|_| unsafe { GLOBAL.alloc(layout) } as usize).collect();

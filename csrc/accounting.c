@@ -71,7 +71,7 @@ static void mi_heap_acct_add(mi_heap_t* heap, bool large, intptr_t delta) {
 static size_t mi_page_acct_due(const mi_page_t* page, bool queued) {
   if (!queued) return 0;
   if (mi_page_is_large_or_huge(page)) {
-    return (page->qsbr_goal == 0 ? mi_page_block_size(page) * page->capacity : 0);
+    return (page->goal_tag == 0 ? mi_page_block_size(page) * page->capacity : 0);
   }
   return mi_page_block_size(page) * page->used;
 }
@@ -222,7 +222,7 @@ static void mi_heap_acct_uncount_delayed(mi_heap_t* heap) {
 
 // Collect the free lists of every page of `heap` and sync it, then publish:
 // the heap's counters are then `Σ used * block_size` of its pages. The owner
-// processes its delayed frees first. Another thread may refresh the heap only
+// processes mimalloc's delayed-free list first. Another thread may refresh the heap only
 // while its owner is stopped at a point where it touches no heap (gcmalloc's
 // stop-the-world safepoint), with that stop ordering the two.
 void mi_acct_refresh(mi_heap_t* heap) mi_attr_noexcept {

@@ -157,7 +157,7 @@ void        _mi_gc_tag_acct_abandoned(uint8_t tag, intptr_t delta);
 // checked inline, so the hooks on the page-retire and to-full paths cost a
 // load and a branch, not a call.
 static inline void _mi_page_delay_cancel(mi_page_t* page) {
-  if mi_unlikely(page->qsbr_goal != 0) { _mi_page_delay_drop_goal(page); }
+  if mi_unlikely(page->goal_tag != 0) { _mi_page_delay_drop_goal(page); }
 }
 
 // An over-aligned allocation handed out the block of `page` at an offset: a

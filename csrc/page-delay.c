@@ -10,8 +10,8 @@ class (perhaps a newer object), never unrelated or unmapped memory. This is
 the guarantee of CPython's free-threaded build and of SLAB_TYPESAFE_BY_RCU.
 
 Invariants
-- `page->qsbr_goal != 0` ("pending") only for a page that was all free when it
-  was tagged. A pending page of a heap is in one of that heap's two FIFOs
+- `page->goal_tag != 0` ("delayed") only for a page that was all free when it
+  was tagged. A delayed page of a heap is in one of that heap's two FIFOs
   (tagging order): small/medium pages, and large/huge pages apart, so a large
   allocation looks at large pages only. One of an abandoned segment (links
   `prev == MI_DELAY_ABANDONED`) keeps its goal until a thread reclaims the
@@ -21,11 +21,11 @@ Invariants
   MI_DELAY_FAR`, counted in its heap's figures and `delay_far`, found by a
   walk of the heap's page queues that the release and reuse steps take only
   while `delay_far != 0`.
-- Every pending page is counted once: in its heap's `delay_pages` and
+- Every delayed page is counted once: in its heap's `delay_pages` and
   `delay_bytes`, or in the abandoned figures; `mi_delay_held` sums the bytes
   of both. The bytes are those the page holds committed: none once purged.
 - Held-memory budget: when a page starts waiting (tagged, or abandoned with its
-  goal) while the waiting pages hold more than the budget -- the larger of
+  goal) while the delayed pages hold more than the budget -- the larger of
   `mi_page_delay_set_budget` (default 256 MiB) and the live estimate -- that
   page is purged: its memory is decommitted through mimalloc's primitive (and
   committed again at once where that made it inaccessible: debug builds,
@@ -33,14 +33,14 @@ Invariants
   marked `delay_purged` and becomes as if fresh (`capacity` 0, no free list),
   so only its own size class may extend it again. A stale reader of it reads
   zeros (macOS: zeros or its old bytes), never another size class. Reuse comes
-  first: a waiting page stays reusable by its size class, purged or not; a
-  large/huge allocation that finds no waiting page of its heap that fits
+  first: a delayed page stays reusable by its size class, purged or not; a
+  large/huge allocation that finds no delayed page of its heap that fits
   reclaims an abandoned segment holding one (mimalloc's segment reclaim: the
   page joins the heap's FIFO with its goal), so exited threads' pages serve
   any heap. The budget is checked when a page starts waiting: pages that
   began waiting under a larger budget (a higher live estimate) keep their
   memory until reused or released.
-- A waiting large/huge page is reused before its goal only for a block of the
+- A delayed large/huge page is reused before its goal only for a block of the
   same kind that fits, starting where its last block started: never a page
   marked `delay_offset` (its block was handed out at an offset, for an
   over-aligned allocation), since a stale pointer into it would then point
@@ -150,24 +150,24 @@ static mi_page_t* mi_page_delay_next(mi_page_t* page) {
   return mi_page_of_ref(mi_page_links(page)->next);
 }
 
-// The FIFO of `heap` a waiting page belongs to: large/huge pages wait apart,
+// The FIFO of `heap` a delayed page belongs to: large/huge pages wait apart,
 // so a large allocation looks only at them.
 static mi_delay_fifo_t* mi_heap_delay_fifo(mi_heap_t* heap, const mi_page_t* page) {
   return &heap->delay_fifo[mi_page_is_large_or_huge(page) ? 1 : 0];
 }
 
 static bool mi_page_delay_queued(mi_page_t* page) {
-  if (page->qsbr_goal == 0) return false;
+  if (page->goal_tag == 0) return false;
   const uint32_t prev = mi_page_links(page)->prev;
   return (prev != 0 && prev != MI_DELAY_ABANDONED);
 }
 
 static bool mi_page_delay_abandoned(mi_page_t* page) {
-  return (page->qsbr_goal != 0 && mi_page_links(page)->prev == MI_DELAY_ABANDONED);
+  return (page->goal_tag != 0 && mi_page_links(page)->prev == MI_DELAY_ABANDONED);
 }
 
 static bool mi_page_delay_far(mi_page_t* page) {
-  return (page->qsbr_goal != 0 && mi_page_links(page)->prev == MI_DELAY_FAR);
+  return (page->goal_tag != 0 && mi_page_links(page)->prev == MI_DELAY_FAR);
 }
 
 static _Atomic(void*) mi_delay_goal_fun;     // is `mi_page_goal_fun*`
@@ -175,7 +175,7 @@ static _Atomic(void*) mi_delay_reached_fun;  // is `mi_goal_reached_fun*`
 static _Atomic(size_t) mi_delay_abandoned_pages;
 static _Atomic(size_t) mi_delay_abandoned_bytes;
 static _Atomic(size_t) mi_delay_abandoned_large;  // of the abandoned pages, the large/huge ones
-static _Atomic(size_t) mi_delay_held;        // bytes all waiting pages hold committed (heaps and abandoned)
+static _Atomic(size_t) mi_delay_held;        // bytes all delayed pages hold committed (heaps and abandoned)
 static _Atomic(size_t) mi_delay_budget = MI_ATOMIC_VAR_INIT(MI_DELAY_BUDGET_DEFAULT);
 
 void mi_page_delay_set_hooks(mi_page_goal_fun* goal, mi_goal_reached_fun* reached) mi_attr_noexcept {
@@ -202,7 +202,7 @@ static size_t mi_page_delay_size(const mi_page_t* page) {
   return mi_page_block_size(page) * page->reserved;
 }
 
-// The bytes a waiting page holds committed: none once purged.
+// The bytes a delayed page holds committed: none once purged.
 static size_t mi_page_delay_held(const mi_page_t* page) {
   return (page->flags.x.delay_purged ? 0 : mi_page_delay_size(page));
 }
@@ -215,17 +215,17 @@ static bool mi_goal_reached(uint32_t goal) {
 // Tag an all-free page without a goal; false if it may be freed at once.
 // A tagged page is not queued yet (its links were stale until now).
 static bool mi_page_delay_tag(mi_page_t* page) {
-  mi_assert_internal(page->qsbr_goal == 0);
+  mi_assert_internal(page->goal_tag == 0);
   mi_page_goal_fun* const goal_of = (mi_page_goal_fun*)mi_atomic_load_ptr_acquire(void, &mi_delay_goal_fun);
   if (goal_of == NULL) return false;
-  page->qsbr_goal = goal_of(mi_page_delay_size(page));
-  if (page->qsbr_goal == 0) return false;
+  page->goal_tag = goal_of(mi_page_delay_size(page));
+  if (page->goal_tag == 0) return false;
   page->flags.x.delay_goal = 1;
   *mi_page_links(page) = (mi_delay_links_t){ 0, 0 };
   return true;
 }
 
-// A waiting page of `heap` is counted in (`add`) or out of its figures.
+// A delayed page of `heap` is counted in (`add`) or out of its figures.
 static void mi_heap_delay_count(mi_heap_t* heap, mi_page_t* page, bool add) {
   const size_t held = mi_page_delay_held(page);
   const size_t pages = mi_atomic_load_relaxed(&heap->delay_pages);
@@ -236,11 +236,11 @@ static void mi_heap_delay_count(mi_heap_t* heap, mi_page_t* page, bool add) {
       else { mi_atomic_sub_relaxed(&mi_delay_held, held); }
 }
 
-// Queue a pending page last in its FIFO of `heap`; a far page (no reference
+// Queue a delayed page last in its FIFO of `heap`; a far page (no reference
 // names it) waits unqueued in its page queue, counted, marked `MI_DELAY_FAR`.
 static void mi_heap_delay_push(mi_heap_t* heap, mi_page_t* page) {
   mi_delay_links_t* const links = mi_page_links(page);
-  mi_assert_internal(page->qsbr_goal != 0 && links->prev == 0);
+  mi_assert_internal(page->goal_tag != 0 && links->prev == 0);
   mi_heap_delay_count(heap, page, true);
   const uint32_t ref = mi_page_ref(page);
   links->next = 0;
@@ -275,7 +275,7 @@ static void mi_heap_delay_unlink(mi_heap_t* heap, mi_page_t* page) {
   mi_heap_delay_count(heap, page, false);
 }
 
-// A pending page enters (`add`) or leaves the abandoned ones.
+// A delayed page enters (`add`) or leaves the abandoned ones.
 static void mi_delay_abandoned_add(mi_page_t* page, bool add) {
   mi_page_links(page)->prev = (add ? MI_DELAY_ABANDONED : 0);
   const size_t held = mi_page_delay_held(page);
@@ -287,7 +287,7 @@ static void mi_delay_abandoned_add(mi_page_t* page, bool add) {
       else { mi_atomic_decrement_relaxed(&mi_delay_abandoned_pages); mi_atomic_sub_relaxed(&mi_delay_abandoned_bytes, held); mi_atomic_sub_relaxed(&mi_delay_held, held); }
 }
 
-// True if waiting pages hold more than the budget: the larger of the set
+// True if delayed pages hold more than the budget: the larger of the set
 // floor and the live estimate (checked second: it sums per-thread figures).
 static bool mi_delay_over_budget(void) {
   const size_t held = mi_atomic_load_relaxed(&mi_delay_held);
@@ -295,14 +295,14 @@ static bool mi_delay_over_budget(void) {
   return (held > mi_acct_estimate());
 }
 
-// Return the memory of a waiting page to the OS, keeping it mapped, reserved
+// Return the memory of a delayed page to the OS, keeping it mapped, reserved
 // and the page's: a stale reader then reads zeros (on macOS, zeros or the
 // bytes the page held), never another size class. The blocks leave the free
 // list (their links are gone): the page is as if fresh (`capacity` 0) and
 // its size class may extend it again. Only by its owner, or the thread that
 // visits its abandoned segment.
 static void mi_page_delay_purge(mi_page_t* page) {
-  mi_assert_internal(page->qsbr_goal != 0 && mi_page_all_free(page) && !page->flags.x.delay_purged);
+  mi_assert_internal(page->goal_tag != 0 && mi_page_all_free(page) && !page->flags.x.delay_purged);
   if (!_mi_page_segment(page)->allow_decommit) return;  // pinned or large OS pages stay
   const size_t os_page = _mi_os_page_size();
   uint8_t* const start = mi_page_start(page);
@@ -342,11 +342,11 @@ static void mi_page_delay_recount(mi_page_t* page) {
 
 // Drop a pending goal: the page is (or was) in use since it was tagged.
 void _mi_page_delay_drop_goal(mi_page_t* page) {
-  mi_assert_internal(page->qsbr_goal != 0);
+  mi_assert_internal(page->goal_tag != 0);
   const bool owned = !mi_page_delay_abandoned(page);
   if (owned) { mi_heap_delay_unlink(mi_page_heap(page), page); }
         else { mi_delay_abandoned_add(page, false); }
-  page->qsbr_goal = 0;
+  page->goal_tag = 0;
   page->flags.x.delay_goal = 0;
   page->flags.x.delay_purged = 0;
   if (owned) { mi_page_delay_recount(page); }
@@ -356,7 +356,7 @@ void _mi_page_delay_drop_goal(mi_page_t* page) {
 // its goal is reached. Returns true if the page was freed.
 bool _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force) {
   mi_assert_internal(mi_page_all_free(page));
-  if (page->qsbr_goal == 0) {
+  if (page->goal_tag == 0) {
     if (mi_page_delay_tag(page)) {
       page->retire_expire = 0;   // no longer a retired page: the FIFO decides now
       mi_heap_delay_push(mi_page_heap(page), page);
@@ -365,7 +365,7 @@ bool _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force) {
       return false;
     }
   }
-  else if (!mi_goal_reached(page->qsbr_goal)) {
+  else if (!mi_goal_reached(page->goal_tag)) {
     return false;
   }
   else {
@@ -379,35 +379,35 @@ bool _mi_page_free_or_delay(mi_page_t* page, mi_page_queue_t* pq, bool force) {
 // its goal (tagging it now if it has none), false if it may be freed.
 bool _mi_page_delay_keep(mi_page_t* page) {
   mi_assert_internal(mi_page_all_free(page) && !mi_page_delay_queued(page));
-  if (page->qsbr_goal == 0) {
+  if (page->goal_tag == 0) {
     if (!mi_page_delay_tag(page)) return false;
     mi_delay_abandoned_add(page, true);
     mi_page_delay_bound(page);
     return true;
   }
-  if (!mi_goal_reached(page->qsbr_goal)) return true;
+  if (!mi_goal_reached(page->goal_tag)) return true;
   _mi_page_delay_cancel(page);
   return false;
 }
 
-// A page leaves its heap at thread exit: a pending page keeps its goal.
+// A page leaves its heap at thread exit: a delayed page keeps its goal.
 void _mi_page_delay_abandon(mi_page_t* page) {
-  if (page->qsbr_goal == 0) return;
+  if (page->goal_tag == 0) return;
   if (!mi_page_all_free(page)) { _mi_page_delay_cancel(page); return; }
   mi_heap_delay_unlink(mi_page_heap(page), page);
   mi_delay_abandoned_add(page, true);
   if (!page->flags.x.delay_purged) { mi_page_delay_bound(page); }
 }
 
-// A pending abandoned page was reclaimed into `heap`: queue it with its goal.
+// A delayed abandoned page was reclaimed into `heap`: queue it with its goal.
 void _mi_page_delay_reclaim(mi_heap_t* heap, mi_page_t* page) {
-  if (page->qsbr_goal == 0) return;
+  if (page->goal_tag == 0) return;
   mi_assert_internal(mi_page_delay_abandoned(page));
   mi_delay_abandoned_add(page, false);
   mi_heap_delay_push(heap, page);
 }
 
-// Move the waiting pages of `from` to `heap` (heap absorb; mimalloc moves
+// Move the delayed pages of `from` to `heap` (heap absorb; mimalloc moves
 // the page queues, and with them the far pages).
 void _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from) {
   for (size_t i = 0; i < 2; i++) {
@@ -429,13 +429,13 @@ void _mi_heap_delay_absorb(mi_heap_t* heap, mi_heap_t* from) {
 // in use; false if it still waits.
 static bool mi_page_delay_release(mi_page_t* page) {
   if (!mi_page_all_free(page)) { _mi_page_delay_cancel(page); return true; }
-  if (!mi_goal_reached(page->qsbr_goal)) return false;
+  if (!mi_goal_reached(page->goal_tag)) return false;
   _mi_page_delay_cancel(page);
   _mi_page_free(page, mi_page_queue_of(page), false);
   return true;
 }
 
-// The far waiting pages of `heap` are found in its page queues: release
+// The far delayed pages of `heap` are found in its page queues: release
 // those whose goal is reached. O(pages of the heap), only while there are any.
 static void mi_heap_collect_far(mi_heap_t* heap) {
   for (size_t bin = 0; bin <= MI_BIN_FULL && heap->delay_far > 0; bin++) {
@@ -506,7 +506,7 @@ static bool mi_slice_is_used(const mi_slice_t* slice);
 static mi_segment_t* mi_segment_reclaim(mi_segment_t* segment, mi_heap_t* heap, size_t requested_block_size, bool* right_page_reclaimed, mi_segments_tld_t* tld);
 
 // True if abandoned `segment` (which the caller took off the abandoned ones)
-// has a waiting large/huge page that fits.
+// has a delayed large/huge page that fits.
 static bool mi_segment_delay_fits(mi_segment_t* segment, size_t block_size, bool is_huge) {
   const mi_slice_t* end;
   for (mi_slice_t* slice = mi_slices_start_iterate(segment, &end); slice < end; slice += slice->slice_count) {
@@ -517,7 +517,7 @@ static bool mi_segment_delay_fits(mi_segment_t* segment, size_t block_size, bool
   return false;
 }
 
-// Waiting large/huge pages of exited threads serve any heap: reclaim (as
+// Delayed large/huge pages of exited threads serve any heap: reclaim (as
 // mimalloc's segment reclaim does) one abandoned segment with a page that
 // fits, so the page joins this heap's FIFO with its goal. Only while there
 // are such pages; visits at most a few segments, as mimalloc's reclaim does.
@@ -538,7 +538,7 @@ static bool mi_heap_delay_reclaim_large(mi_heap_t* heap, size_t block_size, bool
   return found;
 }
 
-// A waiting large/huge page of `heap` that fits, taken for an allocation.
+// A delayed large/huge page of `heap` that fits, taken for an allocation.
 static mi_page_t* mi_heap_delay_find_large(mi_heap_t* heap, size_t block_size, bool is_huge) {
   mi_page_t* next;
   for (mi_page_t* page = heap->delay_fifo[1].first; page != NULL; page = next) {
@@ -555,7 +555,7 @@ static mi_page_t* mi_heap_delay_find_large(mi_heap_t* heap, size_t block_size, b
 // OS, and its block starts where a reader may still look, so it stays
 // type-stable -- while a thread that never quiesces holds the goal, the same
 // few pages serve a loop of large allocations instead of piling up. It walks
-// the waiting large/huge pages only: nothing when there are none.
+// the delayed large/huge pages only: nothing when there are none.
 mi_page_t* _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool is_huge) {
   mi_page_t* const page = mi_heap_delay_find_large(heap, block_size, is_huge);
   if (page != NULL || !mi_heap_delay_reclaim_large(heap, block_size, is_huge)) return page;

@@ -31,8 +31,8 @@
 //!   ([`qsbr::retire`]) is dropped once every such thread has passed one.
 //! * **retire** ([`qsbr::retire`], [`qsbr::retire_block`]): hand an unlinked
 //!   object to QSBR, which drops or frees it once a *goal* is reached; until
-//!   then it is a *pending* item ([`qsbr::Stats::pending_bytes`]). (Never
-//!   called a delayed free: "delayed" names page reuse only.)
+//!   then it is a *pending* item ([`qsbr::Stats::pending_bytes`]). ("Delayed"
+//!   names page reuse only, never a retire.)
 //! * **goal**: a point of the QSBR write sequence; *reached* once every
 //!   registered thread online when it was made has passed a *quiescent
 //!   state* ([`ThreadHandle::quiescent`]) or gone offline (detached, exited).
@@ -40,7 +40,8 @@
 //!   emptied mimalloc page waits for a goal before another size class, heap
 //!   or the OS may have it; such a page is a *delayed page*
 //!   ([`Usage::delayed_bytes`], [`release_delayed_pages`]; `page-delay.c`
-//!   and `delay_*` in the C). Not to be confused with mimalloc's own
+//!   and `delay_*` in the C), which keeps its *goal tag* (`goal_tag`, 32
+//!   bits that stand for its goal or a later one). Not to be confused with mimalloc's own
 //!   *delayed-free* list and flag (`MI_USE_DELAYED_FREE`,
 //!   `thread_delayed_free` in its C code), which route frees by other
 //!   threads into full pages through the owner; always named as

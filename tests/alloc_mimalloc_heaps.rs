@@ -5,7 +5,7 @@
 //!
 //! * a heap walk over abandoned pages left `audit()` mismatched (its recount
 //!   of a collected large page);
-//! * with delayed page reuse, `mi_heap_delete` moved a pending page to the
+//! * with delayed page reuse, `mi_heap_delete` moved a delayed page to the
 //!   backing heap but not its share of `pages_full_size`: `--features debug`
 //!   (MI_DEBUG=2) aborted when the page was finally freed;
 //! * the segment header took two slices (`mi_page_t` had grown by 4 words).
@@ -95,9 +95,9 @@ fn audit_is_exact_after_a_walk_of_abandoned_blocks() {
 
 /// A separate heap allocates and frees a 200 KiB block (its page waits for a
 /// QSBR goal: this thread is registered and online), then is deleted, which
-/// moves the waiting page to this thread's heap; once the goal is reached a
+/// moves the delayed page to this thread's heap; once the goal is reached a
 /// collection frees it. MI_DEBUG=2 asserted on the full queue's byte count.
-fn a_deleted_heap_hands_its_waiting_pages_over_whole() {
+fn a_deleted_heap_hands_its_delayed_pages_over_whole() {
     let me = gcmalloc::register_thread();
     // SAFETY: a heap of this thread, used by this thread only; the block is
     // freed once, before the heap is deleted.
@@ -167,7 +167,7 @@ fn main() {
     unsafe { mi_option_set(MI_OPTION_VISIT_ABANDONED, 1) };
     runner::run(&[
         ("audit_is_exact_after_a_walk_of_abandoned_blocks", audit_is_exact_after_a_walk_of_abandoned_blocks),
-        ("a_deleted_heap_hands_its_waiting_pages_over_whole", a_deleted_heap_hands_its_waiting_pages_over_whole),
+        ("a_deleted_heap_hands_its_delayed_pages_over_whole", a_deleted_heap_hands_its_delayed_pages_over_whole),
         ("the_segment_header_takes_one_slice_as_in_stock", the_segment_header_takes_one_slice_as_in_stock),
     ]);
 }

@@ -16,7 +16,7 @@ use gcmalloc::{GcHeap, GcMalloc};
 static GLOBAL: GcMalloc = GcMalloc;
 
 /// The tag of the page holding `p` (a live gcmalloc block).
-fn page_tag(p: *const u8) -> u8 {
+fn goal_tag(p: *const u8) -> u8 {
     // SAFETY: every caller passes a live block of a GcHeap.
     unsafe { gcmalloc::__block_owner(p).0 }
 }
@@ -53,7 +53,7 @@ fn every_alignment_up_to_and_above_the_page_size_is_honoured() {
                 let p = block.cast::<u8>().as_ptr();
                 assert_eq!(p as usize % align, 0, "size {size} align {align}");
                 assert_eq!(block.len(), size);
-                assert_eq!(page_tag(p), heap.tag(), "size {size} align {align}: not in the GcHeap's pages");
+                assert_eq!(goal_tag(p), heap.tag(), "size {size} align {align}: not in the GcHeap's pages");
                 // SAFETY: the block has `size` writable bytes.
                 let bytes = unsafe { std::slice::from_raw_parts_mut(p, size) };
                 if zeroed {
@@ -115,7 +115,7 @@ fn grow_and_shrink_in_place_and_by_moving() {
     let t = unsafe { heap.shrink(s, smaller, tiny) }.unwrap().cast::<u8>();
     assert_ne!(t, s);
     check_prefix(t, 50);
-    assert_eq!(page_tag(t.as_ptr()), heap.tag());
+    assert_eq!(goal_tag(t.as_ptr()), heap.tag());
     // A larger alignment on growth is honoured.
     let aligned = Layout::from_size_align(4096, 4096).unwrap();
     // SAFETY: as above.
@@ -133,10 +133,10 @@ fn grow_and_shrink_in_place_and_by_moving() {
 fn box_and_vec_live_in_the_gc_heap() {
     let heap = heap();
     let b = Box::new_in([7u64; 16], heap);
-    assert_eq!(page_tag((&*b as *const [u64; 16]).cast()), heap.tag());
+    assert_eq!(goal_tag((&*b as *const [u64; 16]).cast()), heap.tag());
     let mut v: Vec<u32, &GcHeap> = Vec::new_in(heap);
     v.extend(0..100_000);
-    assert_eq!(page_tag(v.as_ptr().cast()), heap.tag());
+    assert_eq!(goal_tag(v.as_ptr().cast()), heap.tag());
     assert_eq!(v.iter().map(|&x| x as u64).sum::<u64>(), 4_999_950_000);
     v.truncate(10);
     v.shrink_to_fit();
@@ -166,7 +166,7 @@ fn four_threads_allocate_in_one_gc_heap_and_free_each_others_blocks() {
                             let p = heap.allocate(layout).unwrap().cast::<u64>().as_ptr();
                             // SAFETY: 48 writable bytes.
                             unsafe { p.write((i * BLOCKS + k) as u64 ^ round) };
-                            assert_eq!(page_tag(p.cast()), heap.tag());
+                            assert_eq!(goal_tag(p.cast()), heap.tag());
                             p as usize
                         })
                         .collect();
@@ -201,8 +201,8 @@ fn four_threads_allocate_in_one_gc_heap_and_free_each_others_blocks() {
 fn std_box_and_vec_take_a_gc_heap_on_nightly() {
     let heap = heap();
     let b = std::boxed::Box::new_in(7u64, heap);
-    assert_eq!(page_tag((&*b as *const u64).cast()), heap.tag());
+    assert_eq!(goal_tag((&*b as *const u64).cast()), heap.tag());
     let mut v = std::vec::Vec::new_in(heap);
     v.extend(0..1000u32);
-    assert_eq!(page_tag(v.as_ptr().cast()), heap.tag());
+    assert_eq!(goal_tag(v.as_ptr().cast()), heap.tag());
 }

@@ -69,7 +69,7 @@ fn main() {
 
     let holder = Holder::start();
     let (hits, own_reuse) = reused_pages(&heap, &other);
-    assert!(own_reuse, "the GcHeap's own size class did not reuse its waiting pages");
+    assert!(own_reuse, "the GcHeap's own size class did not reuse its delayed pages");
     assert_eq!(hits, 0, "{hits} blocks of another heap landed in the GcHeap's emptied pages before their goal");
     let u = heap.usage();
     assert!(u.delayed_pages > 0, "no page of the GcHeap waits for its goal: {u:?}");

@@ -1,4 +1,4 @@
-//! Memory held by waiting pages while a registered thread is stuck attached
+//! Memory held by delayed pages while a registered thread is stuck attached
 //! (it holds every QSBR goal back): large pages keep their block start, the
 //! held bytes stay within the budget, and the pages are found wherever they
 //! wait.
@@ -50,14 +50,14 @@ fn free(p: usize, layout: Layout) {
 /// A waiting large or huge page whose block was handed out at an offset (an
 /// over-aligned allocation) is not handed to an allocation that starts its
 /// object elsewhere before the goal: a stale pointer to the old block never
-/// points into the middle of a newer object. Waiting pages are still reused.
-fn a_waiting_large_page_keeps_its_block_start() {
+/// points into the middle of a newer object. Delayed pages are still reused.
+fn a_delayed_large_page_keeps_its_block_start() {
     let mut failures = Vec::new();
     with_a_stuck_thread(|| {
         for (size, align) in [(MIB, 256 << 10), (3 * MIB, MIB), (40 * MIB, 4 * MIB)] {
             let aligned = Layout::from_size_align(size, align).unwrap();
             // The same block size with no alignment, the requested size, and
-            // half the alignment: each would fit the waiting page.
+            // half the alignment: each would fit the delayed page.
             let others = [
                 Layout::from_size_align(size + align - 1, 8).unwrap(),
                 Layout::from_size_align(size, 8).unwrap(),
@@ -93,7 +93,7 @@ fn a_waiting_large_page_keeps_its_block_start() {
                 failures.push(format!("{size} at {align}: {inside} stale pointers inside a newer object"));
             }
             if !reused {
-                failures.push(format!("{size}: no waiting page was reused ({again:#x})"));
+                failures.push(format!("{size}: no delayed page was reused ({again:#x})"));
             }
         }
     });
@@ -118,10 +118,10 @@ fn producer_consumer_round(size: usize, count: usize) {
     consumer.join().unwrap();
 }
 
-/// A waiting huge page an exited thread left behind serves another heap's
+/// A delayed huge page an exited thread left behind serves another heap's
 /// allocation of its size before the goal (its segment is reclaimed with the
 /// page's goal), rather than piling up beside new ones.
-fn an_exited_threads_waiting_huge_page_serves_another_heap() {
+fn an_exited_threads_delayed_huge_page_serves_another_heap() {
     let layout = Layout::from_size_align(24 * MIB, 8).unwrap();
     let (freed, again) = with_a_stuck_thread(|| {
         let freed = thread::spawn(move || {
@@ -136,7 +136,7 @@ fn an_exited_threads_waiting_huge_page_serves_another_heap() {
         (freed, again)
     });
     println!("  24 MiB freed by an exited thread at {freed:#x}, allocated again at {again:#x}");
-    assert_eq!(again, freed, "the exited thread's waiting huge page was not reused");
+    assert_eq!(again, freed, "the exited thread's delayed huge page was not reused");
 }
 
 /// Large (8 MiB) and huge (24 MiB) blocks, allocated and freed by a new
@@ -187,11 +187,11 @@ fn shifting_size_classes_hold_at_most_the_budget() {
             }
         }
         let u = gcmalloc::usage();
-        gcmalloc::release_free_memory(); // free segments, not waiting pages
+        gcmalloc::release_free_memory(); // free segments, not delayed pages
         (u.delayed_bytes, u.delayed_pages, rss_bytes().saturating_sub(before))
     });
     println!(
-        "  40 size classes x 64 MiB: held {} MiB in {pages} waiting pages, RSS +{} MiB (budget {} MiB)",
+        "  40 size classes x 64 MiB: held {} MiB in {pages} delayed pages, RSS +{} MiB (budget {} MiB)",
         held / MIB,
         grew / MIB,
         budget / MIB
@@ -252,7 +252,7 @@ fn purged_pages_read_zeros_and_serve_no_other_size_class() {
         }
         blocks.sort_unstable();
         let u = gcmalloc::usage();
-        // SAFETY: type-stable memory: a waiting page, purged or not, stays
+        // SAFETY: type-stable memory: a delayed page, purged or not, stays
         // mapped and the page's until the goal, which the stuck thread holds.
         let words: Vec<u64> =
             blocks.iter().map(|&b| unsafe { std::ptr::read_volatile((b as *const u64).add(1)) }).collect();
@@ -279,15 +279,15 @@ fn purged_pages_read_zeros_and_serve_no_other_size_class() {
             free(b, layout);
         }
         println!(
-            "  128 Ki x 1 KiB past the budget: {} waiting pages hold {} KiB; {zeros} blocks read zeros, {foreign} other data; {landed} other blocks inside; {reused} reused by 1 KiB",
+            "  128 Ki x 1 KiB past the budget: {} delayed pages hold {} KiB; {zeros} blocks read zeros, {foreign} other data; {landed} other blocks inside; {reused} reused by 1 KiB",
             u.delayed_pages,
             u.delayed_bytes >> 10
         );
         assert!(u.delayed_bytes < COUNT * SIZE, "no page was purged: {} KiB held", u.delayed_bytes >> 10);
         assert!(zeros > 0, "no freed block reads zeros after the purge");
         assert_eq!(foreign, 0, "a freed block reads data it never held");
-        assert_eq!(landed, 0, "another size class landed in a waiting page before its goal");
-        assert!(reused > COUNT / 2, "the size class did not reuse its waiting pages ({reused})");
+        assert_eq!(landed, 0, "another size class landed in a delayed page before its goal");
+        assert!(reused > COUNT / 2, "the size class did not reuse its delayed pages ({reused})");
     });
     gcmalloc::set_delayed_page_budget(256 * MIB);
 }
@@ -309,12 +309,12 @@ fn the_budget_is_the_larger_of_its_floor_and_the_live_estimate() {
 /// figures (RSS, held bytes), so no other test may run beside them.
 fn main() {
     runner::run(&[
-        ("a_waiting_large_page_keeps_its_block_start", a_waiting_large_page_keeps_its_block_start),
+        ("a_delayed_large_page_keeps_its_block_start", a_delayed_large_page_keeps_its_block_start),
         ("a_new_thread_pair_each_round_holds_bounded_memory", a_new_thread_pair_each_round_holds_bounded_memory),
         ("shifting_size_classes_hold_at_most_the_budget", shifting_size_classes_hold_at_most_the_budget),
         (
-            "an_exited_threads_waiting_huge_page_serves_another_heap",
-            an_exited_threads_waiting_huge_page_serves_another_heap,
+            "an_exited_threads_delayed_huge_page_serves_another_heap",
+            an_exited_threads_delayed_huge_page_serves_another_heap,
         ),
         ("pages_beyond_a_page_reference_are_counted_and_reused", pages_beyond_a_page_reference_are_counted_and_reused),
         (

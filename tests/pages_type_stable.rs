@@ -150,7 +150,7 @@ fn a_page_reused_while_it_waits_waits_for_a_fresh_goal() {
     let freed = fill_and_free_small();
     let again = alloc_small(100);
     let reused = overlaps(&freed, &again.iter().map(|&b| (b, SMALL)).collect::<Vec<_>>());
-    assert!(reused > 0, "the waiting pages did not serve their size class");
+    assert!(reused > 0, "the delayed pages did not serve their size class");
     // The old goal is made (advance) before `second` comes online, so it is
     // reached once `first` quiesces; every goal made after waits for `second`.
     gcmalloc::qsbr::advance();
@@ -168,7 +168,7 @@ fn a_page_reused_while_it_waits_waits_for_a_fresh_goal() {
 
 /// One test on the main thread (see `main`), so that no other thread is
 /// alive: an idle thread that reclaimed an abandoned segment would keep its
-/// pending pages in its own FIFO (a thread releases its pages when it next
+/// delayed pages in its own FIFO (a thread releases its pages when it next
 /// needs memory), and the exact counts below would see them.
 fn type_stable_pages() {
     freed_pages_serve_no_other_size_class_until_the_goal();

@@ -326,7 +326,7 @@ fn a_stop_reports_a_thread_blocked_while_attached() {
 
 /// With a thread stuck attached, a loop of 8 MiB allocations
 /// reached 1.7 GB of RSS: freed large/huge pages waited for a goal that
-/// never came, and no later allocation reused them. Now a pending page that
+/// never came, and no later allocation reused them. Now a delayed page that
 /// fits is reused.
 fn a_stuck_thread_does_not_pile_up_large_blocks() {
     with_a_stuck_thread(|_| {
@@ -343,7 +343,7 @@ fn a_stuck_thread_does_not_pile_up_large_blocks() {
         assert!(grew < 64 << 20, "peak RSS grew by {} MiB", grew >> 20);
         let stats = qsbr::stats();
         assert_eq!(stats.laggard.map(|l| l.thread().name().map(String::from)), Some(Some("stuck".into())));
-        assert!(stats.delayed_page_bytes >= 8 << 20, "the waiting pages are visible: {}", stats.delayed_page_bytes);
+        assert!(stats.delayed_page_bytes >= 8 << 20, "the delayed pages are visible: {}", stats.delayed_page_bytes);
     });
 }
 

@@ -28,14 +28,14 @@
 //! While a registered thread does not quiesce (stuck attached, say), no goal
 //! is reached and emptied pages keep waiting. What they hold is bounded:
 //!
-//! * **Reuse first.** A waiting small/medium page stays in its size-class
+//! * **Reuse first.** A delayed small/medium page stays in its size-class
 //!   queue, so the next allocation of that size class reuses it; a waiting
 //!   large/huge page serves a later large allocation that fits it (the same
 //!   kind, at most twice the size, and only if its last block started at the
 //!   block start: a page whose block was handed out at an offset, for an
 //!   over-aligned allocation, waits for its goal). Pages of an exited thread
 //!   keep their goal and are reused by whichever heap reclaims them.
-//!   Waiting large/huge pages are kept apart from the small ones, so a large
+//!   Delayed large/huge pages are kept apart from the small ones, so a large
 //!   allocation looks at them only.
 //! * **A budget** ([`set_delayed_page_budget`], default: the larger of
 //!   256 MiB and the live estimate). Past it, a page that starts waiting is
@@ -45,8 +45,8 @@
 //!   until the goal. A stale reader of a purged page reads zeros (on macOS:
 //!   zeros or the bytes the page held); its own size class may allocate in
 //!   it again, from its start, as from a fresh page. [`Usage::delayed_bytes`]
-//!   counts the bytes waiting pages hold committed, so purged pages add
-//!   nothing; [`Usage::delayed_pages`] counts every waiting page.
+//!   counts the bytes delayed pages hold committed, so purged pages add
+//!   nothing; [`Usage::delayed_pages`] counts every delayed page.
 //! * **Pages beyond a 32-bit page reference** (segments above 2^48, on
 //!   machines with 5-level paging) wait in their page queue, are counted
 //!   like the others and are found there by the release and reuse steps (a
@@ -93,7 +93,7 @@ pub fn page_reuse_delay() -> bool {
 }
 
 /// Sets the floor of the held-memory budget, for the whole process: once
-/// waiting pages hold more than the larger of `bytes` and the live estimate
+/// delayed pages hold more than the larger of `bytes` and the live estimate
 /// ([`estimate`](crate::estimate)), a page that starts waiting is *purged*.
 /// Default: 256 MiB. `usize::MAX` turns purging off; 0 purges every page past
 /// the live estimate.
@@ -104,7 +104,7 @@ pub fn page_reuse_delay() -> bool {
 /// until its QSBR goal: a stale reader reads zeros (on macOS, zeros or the
 /// bytes the page held), never another size class's data. Its own size class
 /// may allocate in it again, from its start, as in a fresh page. Reuse comes
-/// first: waiting pages stay reusable by their size class (large/huge ones by
+/// first: delayed pages stay reusable by their size class (large/huge ones by
 /// a later allocation that fits, in any heap), purged or not.
 /// [`Usage::delayed_bytes`](crate::Usage::delayed_bytes) counts what waiting
 /// pages hold committed (purged ones: nothing), the figure the budget bounds.
@@ -169,7 +169,7 @@ pub(crate) fn install_hooks() {
 }
 
 /// mimalloc's hook: the goal for a page of `page_bytes` emptied now, as the
-/// 32-bit tag the page keeps ([`qsbr::page_tag`]), or 0 if it may be reused at
+/// 32-bit tag the page keeps ([`qsbr::goal_tag`]), or 0 if it may be reused at
 /// once (delay off, or no registered thread online to protect). Called inside
 /// the allocator, on any thread.
 ///
@@ -181,11 +181,11 @@ extern "C" fn page_goal(page_bytes: usize) -> u32 {
     if !page_reuse_delay() || !qsbr::any_thread_online() {
         return 0;
     }
-    qsbr::page_tag(qsbr::page_goal(page_bytes))
+    qsbr::goal_tag(qsbr::page_goal(page_bytes))
 }
 
 /// mimalloc's hook: is the goal of a page's tag reached? Called inside the
 /// allocator.
 extern "C" fn goal_reached(tag: u32) -> bool {
-    qsbr::goal_reached(qsbr::page_tag_goal(tag))
+    qsbr::goal_reached(qsbr::goal_of_tag(tag))
 }

@@ -98,7 +98,7 @@ mod lag;
 mod reclaim;
 mod seq;
 
-pub(crate) use seq::{any_thread_online, goal_reached, page_goal, page_tag, page_tag_goal};
+pub(crate) use seq::{any_thread_online, goal_of_tag, goal_reached, goal_tag, page_goal};
 
 use core::fmt;
 use std::time::Instant;

@@ -151,12 +151,12 @@ pub(crate) fn page_goal(page_bytes: usize) -> u64 {
 
 /// The 32 bits of a page goal that mimalloc keeps in the page (a tag): its
 /// low half. Sequences are odd, so a tag is never 0, mimalloc's "no goal".
-pub(crate) fn page_tag(goal: u64) -> u32 {
+pub(crate) fn goal_tag(goal: u64) -> u32 {
     goal as u32
 }
 
 /// The goal a page tag stands for (see [`tag_goal`]).
-pub(crate) fn page_tag_goal(tag: u32) -> u64 {
+pub(crate) fn goal_of_tag(tag: u32) -> u64 {
     // A page's goal was made before its tag reached this thread, so the
     // write sequence read here is at least the one it was made from.
     tag_goal(tag, domain().wr_seq.load(Ordering::Acquire))
@@ -218,16 +218,16 @@ mod tests {
             // Goals made up to 2^31 advances back come back exactly...
             for back in [0, 1, 2, 1000, (1 << 31) - 1] {
                 let goal = latest.wrapping_sub(back * INCR);
-                assert_eq!(tag_goal(page_tag(goal), wr), goal, "wr {wr:#x}, {back} advances back");
+                assert_eq!(tag_goal(goal_tag(goal), wr), goal, "wr {wr:#x}, {back} advances back");
             }
             // ...older ones as a later goal that is still made by now.
             for back in [1 << 31, 3 << 31, 1 << 40] {
                 let goal = latest.wrapping_sub(back * INCR);
-                let got = tag_goal(page_tag(goal), wr);
+                let got = tag_goal(goal_tag(goal), wr);
                 assert!(seq_lt(goal, got) && !seq_lt(latest, got), "wr {wr:#x}: {goal:#x} read as {got:#x}");
             }
         }
-        assert_ne!(page_tag(page_goal(4096)), 0, "a tag is never mimalloc's 'no goal'");
+        assert_ne!(goal_tag(page_goal(4096)), 0, "a tag is never mimalloc's 'no goal'");
     }
 
     #[test]

@@ -466,7 +466,7 @@ static void mi_heap_absorb(mi_heap_t* heap, mi_heap_t* from) {
   heap->pages_full_size += from->pages_full_size;
   from->pages_full_size = 0;
   _mi_heap_acct_absorb(heap, from);  // gcmalloc: the counted pages moved with their bytes
-  _mi_heap_delay_absorb(heap, from);  // gcmalloc: pending pages follow their pages
+  _mi_heap_delay_absorb(heap, from);  // gcmalloc: delayed pages follow their pages
 
   // and do outstanding delayed frees in the `from` heap
   // note: be careful here as the `heap` field in all those pages no longer point to `from`,

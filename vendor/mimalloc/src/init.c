@@ -26,7 +26,7 @@ const mi_page_t _mi_page_empty = {
   0,       // used
   0,       // block size shift
   0,       // heap tag
-  0,       // qsbr_goal (gcmalloc)
+  0,       // goal_tag (gcmalloc)
   0,       // block_size
   NULL,    // page_start
   #if (MI_PADDING || MI_ENCODE_FREELIST)

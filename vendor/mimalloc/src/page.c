@@ -300,7 +300,7 @@ void _mi_page_reclaim(mi_heap_t* heap, mi_page_t* page) {
   // TODO: push on full queue immediately if it is full?
   mi_page_queue_t* pq = mi_page_queue(heap, mi_page_block_size(page));
   mi_page_queue_push(heap, pq, page);
-  _mi_page_delay_reclaim(heap, page);  // gcmalloc: a pending page keeps its goal
+  _mi_page_delay_reclaim(heap, page);  // gcmalloc: a delayed page keeps its goal
   mi_assert_expensive(_mi_page_is_valid(page));
 }
 
@@ -403,7 +403,7 @@ static void mi_page_to_full(mi_page_t* page, mi_page_queue_t* pq) {
   mi_assert_internal(!mi_page_is_in_full(page));
 
   if (mi_page_is_in_full(page)) return;
-  _mi_page_delay_cancel(page);  // gcmalloc: in use, and a pending page must never hide in the full queue
+  _mi_page_delay_cancel(page);  // gcmalloc: in use, and a delayed page must never hide in the full queue
   mi_page_queue_enqueue_from(&mi_page_heap(page)->pages[MI_BIN_FULL], pq, page);
   _mi_page_free_collect(page,false);  // try to collect right away in case another thread freed just before MI_USE_DELAYED_FREE was set
 }
@@ -509,7 +509,7 @@ void _mi_page_retire(mi_page_t* page) mi_attr_noexcept {
   // free (local, through `mi_free_generic_local` or a delayed free, or by
   // another thread, when it was collected) dropped the goal: the page gets a
   // fresh one when it is freed below or later.
-  mi_assert_internal(page->qsbr_goal == 0);
+  mi_assert_internal(page->goal_tag == 0);
 
   // don't retire too often..
   // (or we end up retiring and re-allocating most of the time)

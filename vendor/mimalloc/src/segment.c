@@ -1275,7 +1275,7 @@ static mi_segment_t* mi_segment_reclaim(mi_segment_t* segment, mi_heap_t* heap, 
         // gcmalloc: an empty large/huge page waiting for its QSBR goal is not
         // "the right page": large/huge allocations never reuse a queued page.
         if (requested_block_size == mi_page_block_size(page) && mi_page_has_any_available(page) && heap == target_heap
-            && !(page->qsbr_goal != 0 && mi_page_is_large_or_huge(page))) {
+            && !(page->goal_tag != 0 && mi_page_is_large_or_huge(page))) {
           if (right_page_reclaimed != NULL) { *right_page_reclaimed = true; }
         }
       }

@@ -268,7 +268,7 @@ typedef enum mi_delayed_e {
 // test if both are false (`full_aligned == 0`) in the `mi_free` routine.
 // gcmalloc: three more flags. `delay_goal` is set while the page waits for a
 // QSBR goal (csrc/page-delay.c), so `full_aligned == 0` tests it too and a
-// local free into a waiting page, which proves the page in use again, takes
+// local free into a delayed page, which proves the page in use again, takes
 // the generic path and drops the goal there: the page-retire path need not
 // check for a goal. `delay_offset` marks a large/huge page whose block was
 // handed out at an offset (set with `has_aligned`), `delay_purged` a waiting
@@ -324,7 +324,7 @@ typedef uintptr_t mi_thread_free_t;
 // - The size is 12 words on 64-bit which helps the page index calculations
 //   (and 14 words on 32-bit, and encoded free lists add 2 words)
 //   gcmalloc: still 12 words (13 with MI_TSAN's wider flags, as in stock):
-//   `acct_bytes` and the 32-bit `qsbr_goal` take the padding, and the FIFO
+//   `acct_bytes` and the 32-bit `goal_tag` take the padding, and the FIFO
 //   links of delayed page reuse live beside the slice entries in the segment
 //   (checked by `_Static_assert` in csrc/page-delay.c); a bigger page costs
 //   `mi_free` instructions and grows the segment header, 513 of them, past
@@ -356,7 +356,7 @@ typedef struct mi_page_s {
   uint16_t              used;              // number of blocks in use (including blocks in `thread_free`)
   uint8_t               block_size_shift;  // if not zero, then `(1 << block_size_shift) == block_size` (only used for fast path in `free.c:_mi_page_ptr_unalign`)
   uint8_t               heap_tag;          // tag of the owning heap, used to separate heaps by object type
-  uint32_t              qsbr_goal;         // gcmalloc: the QSBR goal this empty page waits for, as the 32-bit
+  uint32_t              goal_tag;         // gcmalloc: the QSBR goal this empty page waits for, as the 32-bit
                                            // tag gcmalloc made it (0: none; csrc/page-delay.c); in the former padding
   size_t                block_size;        // size available in each block (always `>0`)
   uint8_t*              page_start;        // start of the page area containing the blocks
@@ -379,7 +379,7 @@ typedef struct mi_page_s {
 } mi_page_t;
 
 // gcmalloc: the links of a page waiting for its QSBR goal (csrc/page-delay.c),
-// as 32-bit page references; valid only while the page's `qsbr_goal != 0`.
+// as 32-bit page references; valid only while the page's `goal_tag != 0`.
 typedef struct mi_delay_links_s {
   uint32_t next;   // the next page in its heap's FIFO (0: none)
   uint32_t prev;   // the previous page, `MI_DELAY_FIRST` or `MI_DELAY_ABANDONED` (0: not queued)
@@ -625,7 +625,7 @@ struct mi_heap_s {
   mi_heap_t*            acct_prev;
   // gcmalloc: delayed page reuse (csrc/page-delay.c)
   mi_delay_fifo_t       delay_fifo[2];                       // empty pages waiting for their QSBR goal: small/medium, large/huge
-  _Atomic(size_t)       delay_pages;                         // waiting pages of the heap (written by the owner only)
+  _Atomic(size_t)       delay_pages;                         // delayed pages of the heap (written by the owner only)
   _Atomic(size_t)       delay_bytes;                         // the bytes they hold committed
   size_t                delay_far;                           // of those, pages no 32-bit reference names (in no FIFO)
 };
