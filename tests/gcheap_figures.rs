@@ -6,6 +6,9 @@
 //! Without libtest's harness: the figures are compared exactly, on the
 //! process's only thread (and threads it joins).
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::thread;
 
@@ -143,8 +146,10 @@ fn tags_run_out_with_an_error() {
 }
 
 fn main() {
-    two_gc_heaps_keep_separate_figures();
-    counters_are_exact_after_refresh();
-    dropping_a_gc_heap_with_live_blocks_keeps_them_valid();
-    tags_run_out_with_an_error();
+    runner::run(&[
+        ("two_gc_heaps_keep_separate_figures", two_gc_heaps_keep_separate_figures),
+        ("counters_are_exact_after_refresh", counters_are_exact_after_refresh),
+        ("dropping_a_gc_heap_with_live_blocks_keeps_them_valid", dropping_a_gc_heap_with_live_blocks_keeps_them_valid),
+        ("tags_run_out_with_an_error", tags_run_out_with_an_error),
+    ]);
 }

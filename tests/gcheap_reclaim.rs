@@ -7,6 +7,9 @@
 //! Without libtest's harness: the segments of exited threads are shared
 //! state, and the reclaiming threads must be the only ones allocating.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::thread;
 
 use allocator_api2::alloc::{Allocator, Layout};
@@ -121,6 +124,13 @@ fn reclaiming_thread(heap: &'static GcHeap, with_gc_heap: bool, gc: Vec<usize>, 
 }
 
 fn main() {
+    runner::run(&[(
+        "gc_pages_are_reclaimed_only_by_a_heap_of_their_tag",
+        gc_pages_are_reclaimed_only_by_a_heap_of_their_tag,
+    )]);
+}
+
+fn gc_pages_are_reclaimed_only_by_a_heap_of_their_tag() {
     let heap: &'static GcHeap = Box::leak(Box::new(GcHeap::new().unwrap()));
     let (mut gc, mut global) = exiting_thread(heap);
     assert!(gc.iter().all(|&p| owner(p) == (heap.tag(), None)), "the exited thread's GC pages are not abandoned");

@@ -7,6 +7,9 @@
 //! Without libtest's harness: the measured thread must be the only one
 //! allocating, and the goal holder the only registered thread.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::collections::HashSet;
 
 use allocator_api2::alloc::{Allocator, Layout};
@@ -64,6 +67,10 @@ fn reused_pages(heap: &GcHeap, other: &GcHeap) -> (usize, bool) {
 }
 
 fn main() {
+    runner::run(&[("delayed_pages_serve_only_their_gc_heap", delayed_pages_serve_only_their_gc_heap)]);
+}
+
+fn delayed_pages_serve_only_their_gc_heap() {
     let heap = GcHeap::new().unwrap();
     let other = GcHeap::new().unwrap();
 

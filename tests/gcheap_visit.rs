@@ -7,6 +7,9 @@
 //! allocate from the GcHeap during the walk, and the rate wants a quiet
 //! process.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::ptr::NonNull;
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
@@ -196,7 +199,12 @@ fn a_panicking_callback_stops_the_walk_and_releases_its_lock() {
 }
 
 fn main() {
-    a_panicking_callback_stops_the_walk_and_releases_its_lock();
-    exactly_the_live_blocks_across_threads();
-    walk_rate();
+    runner::run(&[
+        (
+            "a_panicking_callback_stops_the_walk_and_releases_its_lock",
+            a_panicking_callback_stops_the_walk_and_releases_its_lock,
+        ),
+        ("exactly_the_live_blocks_across_threads", exactly_the_live_blocks_across_threads),
+        ("walk_rate", walk_rate),
+    ]);
 }

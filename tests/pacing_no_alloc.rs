@@ -1,6 +1,9 @@
 //! The trigger's hot calls never allocate (dhat testing mode): a runtime
 //! calls them from its allocation path.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
@@ -56,6 +59,5 @@ fn record_check_and_collect_do_not_allocate() {
 /// Runs without libtest (`harness = false`): this is the only thread, so
 /// dhat's process-wide counts are this check's.
 fn main() {
-    record_check_and_collect_do_not_allocate();
-    println!("test record_check_and_collect_do_not_allocate ... ok");
+    runner::run(&[("record_check_and_collect_do_not_allocate", record_check_and_collect_do_not_allocate)]);
 }

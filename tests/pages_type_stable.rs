@@ -3,6 +3,9 @@
 //! once it quiesces they are released. With the delay switched off the same
 //! test observes cross-size reuse, which proves it can fail.
 
+#[path = "common/runner.rs"]
+mod runner;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::thread;
 
@@ -180,6 +183,5 @@ fn type_stable_pages() {
 /// Runs without libtest (`harness = false` in Cargo.toml): no other thread of
 /// this process allocates, or holds pages, while the test compares totals.
 fn main() {
-    type_stable_pages();
-    println!("test type_stable_pages ... ok");
+    runner::run(&[("type_stable_pages", type_stable_pages)]);
 }
