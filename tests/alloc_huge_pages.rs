@@ -41,13 +41,15 @@ fn hold(bytes: usize) -> Vec<Box<[u8]>> {
 }
 
 /// In a child process with `GCMALLOC_HUGE_PAGE_THRESHOLD_MIB=0` (stock
-/// behaviour): the arena is marked at once, even for a small heap.
+/// behaviour): the variable is read and no arena is left unmarked. (Whether
+/// stock marks an arena depends on the OS mapping it aligned: its fallback,
+/// an over-allocation, skips the mark, as under ASan's address layout; so
+/// the mark itself is checked only where gcmalloc makes it, in the parent.)
 fn stock_threshold_child() {
     assert_eq!(gcmalloc::huge_page_threshold(), 0, "GCMALLOC_HUGE_PAGE_THRESHOLD_MIB=0 was not read");
     let small = hold(4 << 20);
-    let addr = small[0].as_ptr() as usize;
-    assert!(marked_for_huge_pages(addr), "threshold 0 left the arena unmarked: {:?}", vm_flags_of(addr));
-    assert_eq!(gcmalloc::huge_page_deferred_arenas(), 0);
+    assert_eq!(gcmalloc::huge_page_deferred_arenas(), 0, "threshold 0 deferred an arena");
+    drop(small);
 }
 
 fn main() {
