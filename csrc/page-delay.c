@@ -311,7 +311,10 @@ static void mi_page_delay_purge(mi_page_t* page) {
   if (to > from) {
     bool needs_recommit = false;
     mi_os_decommit_ex(from, (size_t)(to - from), &needs_recommit, (size_t)(to - from));
-    if (needs_recommit) { _mi_os_commit(from, (size_t)(to - from), NULL); }  // mapped and readable, as zeros
+    // mapped and readable again, as zeros (only debug builds and Windows need it)
+    if (needs_recommit && !_mi_os_commit(from, (size_t)(to - from), NULL)) {
+      _mi_error_message(ENOMEM, "cannot recommit a purged delayed page at %p: a stale reader of it would fault\n", from);
+    }
   }
   const size_t held = mi_page_delay_size(page);
   if (mi_page_delay_abandoned(page)) { mi_atomic_sub_relaxed(&mi_delay_abandoned_bytes, held); }

@@ -630,7 +630,8 @@ static inline mi_heap_t* mi_page_heap(const mi_page_t* page) {
 static inline void mi_page_set_heap(mi_page_t* page, mi_heap_t* heap) {
   mi_assert_internal(mi_page_thread_free_flag(page) != MI_DELAYED_FREEING);
   mi_atomic_store_release(&page->xheap,(uintptr_t)heap);
-  if (heap != NULL) { page->heap_tag = heap->tag; }
+  // gcmalloc: written only when it changes (a reclaim keeps it): a thread freeing into an abandoned page reads it (csrc/gc-heap.c)
+  if (heap != NULL && page->heap_tag != heap->tag) { page->heap_tag = heap->tag; }
 }
 
 // Thread free flag helpers
