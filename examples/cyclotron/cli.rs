@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::gc_heap::HeapKind;
 use crate::policy::{self, POLICIES};
 use crate::workloads::Shape;
 
@@ -36,7 +37,14 @@ usage: cyclotron [--quick | --grid] [options]
                         headroom, collections capped at 50% of the time)
   --base P              policy the ratio columns compare against (default rss)
   --json FILE           every figure, as JSON
-  --plot FILE.svg       RSS and trash over time, per point and policy";
+  --plot FILE.svg       RSS and trash over time, per point and policy
+  --heap LIST           where the toy's objects live: global (default), or gc:
+                        a gcmalloc::GcHeap, whose own figure the estimate,
+                        goal and balanced policies then read
+  --noise [MIB]         beside each run, a cache grows to MIB (default 500) in
+                        1 MiB chunks and is dropped, over and over: runs each
+                        policy and heap (default gc,global) with and without
+                        it and compares collections and peak RSS";
 
 /// The collector the workloads run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +143,10 @@ pub struct Args {
     pub frontier: Option<PathBuf>,
     /// `--memory-limit`, in MiB.
     pub memory_limit: Option<usize>,
+    /// `--heap`: one entry, or several with `--noise`.
+    pub heaps: Vec<HeapKind>,
+    /// `--noise`: the cache's peak, in MiB.
+    pub noise: Option<usize>,
     pub child: Option<ChildRun>,
 }
 
@@ -187,7 +199,8 @@ impl From<&str> for ArgsError {
     }
 }
 
-pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
+pub fn parse(raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
+    let mut raw = raw.peekable();
     let mut grid = false;
     let mut workload = Workload::Chain;
     let (mut cycles, mut extras, mut lives) = (None, None, None);
@@ -199,6 +212,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut base = None;
     let (mut json, mut plot, mut child, mut child_policy) = (None, None, false, None);
     let (mut sweep, mut frontier, mut memory_limit) = (None, None, None);
+    let (mut heaps, mut noise) = (None, None);
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -227,6 +241,8 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
             "--frontier" => frontier = Some(PathBuf::from(value()?)),
             "--sweep" => sweep = Some(number(&value()?)?),
             "--memory-limit" => memory_limit = Some(number(&value()?)?),
+            "--heap" => heaps = Some(value()?.split(',').map(HeapKind::parse).collect::<Result<Vec<_>, _>>()?),
+            "--noise" => noise = Some(raw.next_if(|v| !v.starts_with("--")).map_or(Ok(500), |v| number(&v))?),
             "--child" => child = true,
             "--policy" => child_policy = Some(policy(&value()?)?),
             "--help" | "-h" => return Err(ArgsError::Help),
@@ -243,7 +259,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     // The toy's ratios compare with CPython's RSS gate; a real collector's
     // with its own heuristic.
     let base = base.unwrap_or_else(|| if runtime == Collector::Toy { "rss" } else { "own" }.to_string());
-    if !policies.contains(&base) {
+    if !policies.contains(&base) && noise.is_none() {
         policies.insert(0, base.clone());
     }
     if let Some(p) = policies.iter().find(|p| !runtime.has(p)) {
@@ -256,6 +272,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     if runtime != Collector::Toy && threads > 1 {
         return Err(format!("--threads applies to the toy runtime only ({} runs on one thread)", runtime.name()).into());
     }
+    let heaps = crate::noise::check_heaps(heaps, noise, runtime, [&json, &plot, &frontier])?;
     let custom = cycles.is_some() || extras.is_some() || lives.is_some();
     let mut dims: Vec<(Workload, usize, usize, usize)> = if custom || grid {
         let cycles = cycles.unwrap_or_else(|| if grid { vec![10, 100, 1000] } else { vec![10] });
@@ -294,7 +311,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         (true, Some(policy)) if points.len() == 1 => Some(ChildRun { point: points[0], policy }),
         (true, _) => return Err("--child needs --policy and exactly one point".into()),
     };
-    Ok(Args { runtime, points, policies, base, threads, json, plot, frontier, memory_limit, child })
+    Ok(Args { runtime, points, policies, base, threads, json, plot, frontier, memory_limit, heaps, noise, child })
 }
 
 /// `--quick`: representative points: no payload, payloads of 10k, 100k and

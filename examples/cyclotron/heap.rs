@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use gcmalloc::GcTrigger;
 
+use crate::gc_heap::{ToyAlloc, ToyBox, ToyVec};
 use crate::metrics::PauseTimer;
 
 /// A handle to a heap object. Valid while the object is reachable from its
@@ -19,15 +20,16 @@ use crate::metrics::PauseTimer;
 pub type Gc = NonNull<Obj>;
 
 /// One runtime object: outgoing references, optional sorted keys (B-tree
-/// nodes) and an optional payload (`--extra` bytes).
+/// nodes) and an optional payload (`--extra` bytes), all in the heap
+/// `--heap` chose ([`ToyAlloc`]).
 pub struct Obj {
     marked: bool,
     /// Index in `Heap::objects`, so that refcount-style frees are O(1).
     slot: usize,
-    pub edges: Vec<Gc>,
-    pub keys: Vec<u64>,
+    pub edges: ToyVec<Gc>,
+    pub keys: ToyVec<u64>,
     /// Held only for the memory it occupies.
-    _payload: Vec<u8>,
+    _payload: ToyVec<u8>,
 }
 
 /// Access to an object's fields.
@@ -172,14 +174,17 @@ impl Heap {
 
     /// A new object with `payload` bytes, written so that they are resident.
     pub fn alloc(&mut self, trigger: &GcTrigger, payload: usize) -> Gc {
-        let obj = Box::new(Obj {
-            marked: false,
-            slot: self.objects.len(),
-            edges: Vec::new(),
-            keys: Vec::new(),
-            _payload: vec![0xA5; payload],
-        });
-        let gc = NonNull::from(Box::leak(obj));
+        let obj = ToyBox::new_in(
+            Obj {
+                marked: false,
+                slot: self.objects.len(),
+                edges: ToyVec::new_in(ToyAlloc),
+                keys: ToyVec::new_in(ToyAlloc),
+                _payload: allocator_api2::vec![in ToyAlloc; 0xA5; payload],
+            },
+            ToyAlloc,
+        );
+        let gc = NonNull::from(ToyBox::leak(obj));
         self.objects.push(gc);
         trigger.record_alloc(1);
         gc
@@ -204,7 +209,7 @@ impl Heap {
             // SAFETY: the caller guarantees each object under `root` is live
             // and reachable only through this structure, so it is visited
             // once and freed once.
-            let object = unsafe { Box::from_raw(gc.as_ptr()) };
+            let object = unsafe { ToyBox::from_raw_in(gc.as_ptr(), ToyAlloc) };
             stack.extend_from_slice(&object.edges);
             let last = self.objects.pop().expect("object in heap");
             if last != gc {
@@ -253,7 +258,7 @@ impl Heap {
             } else {
                 // SAFETY: unmarked means unreachable from the roots: no one
                 // can use it again, and it leaves `objects` below.
-                drop(unsafe { Box::from_raw(gc.as_ptr()) });
+                drop(unsafe { ToyBox::from_raw_in(gc.as_ptr(), ToyAlloc) });
             }
         }
         let freed = self.objects.len() - kept;
@@ -266,7 +271,7 @@ impl Drop for Heap {
     fn drop(&mut self) {
         for &gc in &self.objects {
             // SAFETY: each object is freed once, and the heap is going away.
-            drop(unsafe { Box::from_raw(gc.as_ptr()) });
+            drop(unsafe { ToyBox::from_raw_in(gc.as_ptr(), ToyAlloc) });
         }
     }
 }

@@ -35,8 +35,10 @@ mod arena_runtime;
 mod cli;
 mod dumpster_runtime;
 mod frontier;
+mod gc_heap;
 mod heap;
 mod metrics;
+mod noise;
 mod policy;
 mod report;
 mod threads;
@@ -79,6 +81,8 @@ fn main() -> ExitCode {
         }
     };
     if let Some(run) = &args.child {
+        gc_heap::choose(args.heaps[0]);
+        let _noise = args.noise.map(noise::Cache::start);
         let result = run_one(args.runtime, &run.point, &run.policy, args.threads, args.memory_limit);
         println!("{}", serde_json::to_string(&result).expect("results serialize"));
         return ExitCode::SUCCESS;
@@ -243,9 +247,21 @@ fn run_threads(
 /// Runs `policy` on `point` in a child process (this program, re-executed
 /// with the hidden `--child` flag) and reads its result.
 fn run_child(point: &Point, policy: &str, args: &Args) -> Result<RunResult, String> {
+    run_child_in(point, policy, args, args.heaps[0], None)
+}
+
+/// [`run_child`] with the objects in `heap`, beside a cache of `noise` MiB.
+fn run_child_in(
+    point: &Point,
+    policy: &str,
+    args: &Args,
+    heap: gc_heap::HeapKind,
+    noise: Option<usize>,
+) -> Result<RunResult, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let output = Command::new(exe)
         .args(cli::child_args(args.runtime, point, policy, args))
+        .args(noise::child_args(heap, noise))
         .output()
         .map_err(|e| format!("cannot start child run: {e}"))?;
     if !output.status.success() {
@@ -259,6 +275,9 @@ fn run_child(point: &Point, policy: &str, args: &Args) -> Result<RunResult, Stri
 }
 
 fn orchestrate(args: &Args) -> Result<(), String> {
+    if let Some(mib) = args.noise {
+        return noise::compare(args, mib);
+    }
     let runs = (args.points.len() * args.policies.len()) as u64;
     let bar = ProgressBar::new(runs).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")

@@ -59,6 +59,12 @@ pub fn sweep(policy: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{policy}:{}", range[pick(i)])).collect()
 }
 
+/// Whether the policy's trigger reads the estimate: the GcHeap's figure
+/// under `--heap gc` (see [`crate::gc_heap::estimate_source`]).
+pub fn reads_estimate(policy: &str) -> bool {
+    matches!(split(policy).0, "estimate" | "goal" | "balanced" | "incremental")
+}
+
 /// The trigger a policy uses (`own`, `debt`: none, the collector decides),
 /// with a soft memory limit of `limit_mib` if given.
 pub fn trigger(policy: &str, limit_mib: Option<usize>) -> Option<GcTrigger> {
@@ -68,20 +74,21 @@ pub fn trigger(policy: &str, limit_mib: Option<usize>) -> Option<GcTrigger> {
     }
     let (name, _) = split(policy);
     let percent = |default| knob(policy, default) as u32;
+    let estimate = crate::gc_heap::estimate_source();
     Some(
         match name {
             "own" | "debt" => return None,
             "count" => builder.threshold(knob(policy, 2_000.0) as usize).source(MemorySource::None),
             "rss" => builder.source(MemorySource::Rss).pacing(Pacing::Gate { percent: percent(10.0) }),
-            "estimate" => builder.source(MemorySource::Estimate).pacing(Pacing::Gate { percent: percent(10.0) }),
+            "estimate" => builder.source(estimate).pacing(Pacing::Gate { percent: percent(10.0) }),
             "goal" => {
-                builder.source(MemorySource::Estimate).pacing(Pacing::Goal { gogc: percent(100.0), min_heap: 4 << 20 })
+                builder.source(estimate).pacing(Pacing::Goal { gogc: percent(100.0), min_heap: 4 << 20 })
             }
             "balanced" | "incremental" => {
                 let tuning = (knob(policy, 64.0) * (1 << 20) as f64) as usize;
                 let pacing = Pacing::Balanced { tuning, min_extra: 1 << 20 };
                 // The allocation count gates nothing here: memory decides.
-                builder.source(MemorySource::Estimate).pacing(pacing).threshold(100).cap_multiple(usize::MAX)
+                builder.source(estimate).pacing(pacing).threshold(100).cap_multiple(usize::MAX)
             }
             other => unreachable!("policy {other} was validated by the parser"),
         }

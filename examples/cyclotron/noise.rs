@@ -1,0 +1,236 @@
+//! `--noise [MIB]`: a part of the program that is not the runtime's, a cache
+//! that grows to MIB (500 by default) in 1 MiB chunks and is dropped, over
+//! and over, beside each run; and the report that sets each run with noise
+//! beside the same run without it.
+//!
+//! The goals: with its objects in a GcHeap (`--heap gc`), a trigger on the
+//! GcHeap's figure collects within 1.05x as often with noise as without, and
+//! its peak RSS exceeds the quiet run's by no more than the noise + 5%. With
+//! `--heap global`, the process-wide trigger shows what the noise costs it.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::cli::{Args, Collector};
+use crate::gc_heap::HeapKind;
+use crate::metrics::RunResult;
+
+/// The cache's chunk, and the pause between two chunks added or dropped.
+const CHUNK: usize = 1 << 20;
+const STEP: Duration = Duration::from_micros(500);
+
+/// Collections with noise over without, at most, for the GcHeap trigger.
+const COLLECTIONS_GOAL: f64 = 1.05;
+/// Peak RSS with noise minus without, at most, as a multiple of the noise.
+const RSS_GOAL: f64 = 1.05;
+
+/// The noise: a thread growing and dropping a cache until dropped itself.
+pub struct Cache {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Cache {
+    /// Starts a cache that grows to `mib` MiB, one chunk every 500 µs,
+    /// then shrinks to nothing at the same pace, over and over.
+    pub fn start(mib: usize) -> Cache {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("noise".into())
+            .spawn(move || saw_tooth(mib, &flag))
+            .expect("spawn the noise thread");
+        Cache { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn saw_tooth(mib: usize, stop: &AtomicBool) {
+    while !stop.load(Relaxed) {
+        let mut cache: Vec<Vec<u8>> = Vec::with_capacity(mib);
+        while cache.len() < mib && !stop.load(Relaxed) {
+            cache.push(vec![1; CHUNK]); // written: resident
+            thread::sleep(STEP);
+        }
+        while cache.pop().is_some() && !stop.load(Relaxed) {
+            thread::sleep(STEP);
+        }
+    }
+}
+
+/// Checks `--heap` against `--noise` and the runtime, and fills in the
+/// default: `global`, or `gc,global` with `--noise` on the toy.
+pub fn check_heaps(
+    heaps: Option<Vec<HeapKind>>,
+    noise: Option<usize>,
+    runtime: Collector,
+    outputs: [&Option<PathBuf>; 3],
+) -> Result<Vec<HeapKind>, String> {
+    let toy = runtime == Collector::Toy;
+    let heaps = heaps.unwrap_or_else(|| match noise {
+        Some(_) if toy => vec![HeapKind::Gc, HeapKind::Global],
+        _ => vec![HeapKind::Global],
+    });
+    if !toy && heaps.contains(&HeapKind::Gc) {
+        return Err(format!(
+            "--heap gc applies to the toy runtime only ({} allocates its objects itself)",
+            runtime.name()
+        ));
+    }
+    if noise == Some(0) {
+        return Err("--noise needs at least 1 MiB".into());
+    }
+    if noise.is_none() && heaps.len() > 1 {
+        return Err("--heap with several heaps compares them with --noise only; without it, give one".into());
+    }
+    if noise.is_some() && outputs.iter().any(|o| o.is_some()) {
+        return Err("--noise prints its own comparison: --json, --plot and --frontier do not apply".into());
+    }
+    Ok(heaps)
+}
+
+/// The child's arguments for a run in `heap`, beside a cache of `noise`.
+pub fn child_args(heap: HeapKind, noise: Option<usize>) -> Vec<String> {
+    let mut args = vec!["--heap".to_string(), heap.name().to_string()];
+    args.extend(noise.into_iter().flat_map(|mib| ["--noise".to_string(), mib.to_string()]));
+    args
+}
+
+/// One policy on one point and heap, without noise and with it.
+pub struct Pair {
+    pub heap: HeapKind,
+    pub quiet: RunResult,
+    pub noisy: RunResult,
+}
+
+impl Pair {
+    fn collections_ratio(&self) -> f64 {
+        self.noisy.collections as f64 / self.quiet.collections.max(1) as f64
+    }
+
+    /// Peak RSS with noise minus without, in MiB.
+    fn excess_mib(&self) -> f64 {
+        (self.noisy.peak_rss_bytes as f64 - self.quiet.peak_rss_bytes as f64) / (1 << 20) as f64
+    }
+
+    /// A trigger on the GcHeap's figure: the runs the goals judge.
+    fn on_gc_heap(&self) -> bool {
+        self.heap == HeapKind::Gc && crate::policy::reads_estimate(&self.quiet.policy)
+    }
+}
+
+/// Runs every point, policy and heap without noise and with it, prints the
+/// comparison, and fails if the GcHeap trigger misses a goal.
+pub fn compare(args: &Args, mib: usize) -> Result<(), String> {
+    let runs = args.points.len() * args.policies.len() * args.heaps.len() * 2;
+    let mut pairs = Vec::with_capacity(runs / 2);
+    for point in &args.points {
+        for policy in &args.policies {
+            for &heap in &args.heaps {
+                let run = |noise: Option<usize>| {
+                    let run = crate::run_child_in(point, policy, args, heap, noise)?;
+                    eprintln!(
+                        "cyclotron: {}/{runs} {point} {policy} --heap {} {}: {:.1} s, {} collections, peak RSS {} MiB",
+                        pairs.len() * 2 + 1 + noise.is_some() as usize,
+                        heap.name(),
+                        if noise.is_some() { "with noise" } else { "quiet" },
+                        run.time_s,
+                        run.collections,
+                        run.peak_rss_bytes >> 20
+                    );
+                    Ok::<_, String>(run)
+                };
+                let (quiet, noisy) = (run(None)?, run(Some(mib))?);
+                pairs.push(Pair { heap, quiet, noisy });
+            }
+        }
+    }
+    print!("{}", table(&pairs, mib));
+    let (verdict, pass) = verdict(&pairs, mib);
+    print!("{verdict}");
+    if pass {
+        Ok(())
+    } else {
+        Err("the GcHeap trigger missed a noise goal (see the verdict)".into())
+    }
+}
+
+/// Each pair on a row: collections, peak RSS and most trash, quiet / noisy.
+pub fn table(pairs: &[Pair], mib: usize) -> String {
+    let mut out = format!(
+        "Noise: beside each run, a cache grows to {mib} MiB in 1 MiB chunks and shrinks to 0, over and over\n\
+         {:<22} {:<9} {:<7} {:>15} {:>6} {:>15} {:>7} {:>6} {:>15}\n",
+        "point", "policy", "heap", "colls q/noise", "ratio", "peakMiB q/noise", "excess", "/noise", "trash q/noise"
+    );
+    for p in pairs {
+        let (q, n) = (&p.quiet, &p.noisy);
+        let _ = writeln!(
+            out,
+            "{:<22} {:<9} {:<7} {:>15} {:>6.3} {:>15} {:>+7.0} {:>6.2} {:>15}",
+            format!("{} {}/{}/{}", q.workload, q.cycle, q.extra, q.live),
+            q.policy,
+            p.heap.name(),
+            format!("{}/{}", q.collections, n.collections),
+            p.collections_ratio(),
+            format!("{}/{}", q.peak_rss_bytes >> 20, n.peak_rss_bytes >> 20),
+            p.excess_mib(),
+            p.excess_mib() / mib as f64,
+            format!("{}/{}", q.max_trash, n.max_trash),
+        );
+    }
+    out.push_str(
+        "  point: workload cycle/extra/live; ratio: collections with noise / without;\n  \
+         excess: peak RSS with noise - without, MiB, and /noise: that over the cache's peak\n",
+    );
+    out
+}
+
+/// The goals, judged on the GcHeap trigger's pairs (`--heap gc`, a policy on
+/// the estimate): PASS or FAIL each, and whether all passed.
+pub fn verdict(pairs: &[Pair], mib: usize) -> (String, bool) {
+    let judged: Vec<&Pair> = pairs.iter().filter(|p| p.on_gc_heap()).collect();
+    let mut out = String::from("\nVerdict (the GcHeap trigger: --heap gc, a policy on the estimate)\n");
+    if judged.is_empty() {
+        out.push_str("  (no --heap gc run of estimate, goal or balanced: nothing to judge)\n");
+        return (out, true);
+    }
+    let n = judged.len();
+    let ratio = judged.iter().map(|p| p.collections_ratio()).fold(0.0, f64::max);
+    let within = judged.iter().filter(|p| p.collections_ratio() <= COLLECTIONS_GOAL).count();
+    let colls = within == n;
+    let _ = writeln!(
+        out,
+        "  {} collections with noise <= {COLLECTIONS_GOAL}x without: {within} of {n} (worst {ratio:.3}x)",
+        mark(colls)
+    );
+    let limit = mib as f64 * RSS_GOAL;
+    let excess = judged.iter().map(|p| p.excess_mib()).fold(f64::MIN, f64::max);
+    let within = judged.iter().filter(|p| p.excess_mib() <= limit).count();
+    let rss = within == n;
+    let _ = writeln!(
+        out,
+        "  {} peak RSS with noise - without <= the noise + 5% ({limit:.0} MiB): {within} of {n} (worst {excess:+.0} MiB)",
+        mark(rss)
+    );
+    (out, colls && rss)
+}
+
+fn mark(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
