@@ -106,3 +106,24 @@ unsafe impl Allocator for ToyAlloc {
 pub type ToyBox<T> = allocator_api2::boxed::Box<T, ToyAlloc>;
 /// A vector a toy object owns, in the chosen heap.
 pub type ToyVec<T> = allocator_api2::vec::Vec<T, ToyAlloc>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chooses the GcHeap for the whole test process: no other test
+    /// allocates toy objects.
+    #[test]
+    fn gc_objects_and_their_vectors_count_in_the_gc_heap_only() {
+        choose(HeapKind::Gc);
+        let heap = *GC_HEAP.get().expect("chosen");
+        assert!(matches!(estimate_source(), MemorySource::GcHeap(h) if std::ptr::eq(h, heap)));
+        let (before, process) = (heap.estimate(), gcmalloc::estimate());
+        let payload: ToyVec<u8> = allocator_api2::vec![in ToyAlloc; 0xA5; 4 << 20];
+        let object = ToyBox::new_in([0u64; 8], ToyAlloc);
+        assert!(heap.estimate() >= before + (4 << 20), "the payload is in the GcHeap: {}", heap.estimate());
+        assert!(gcmalloc::estimate() >= process + (4 << 20), "and in the process-wide figure");
+        drop((payload, object));
+        assert!(heap.estimate() < before + (1 << 20), "freed back: {}", heap.estimate());
+    }
+}

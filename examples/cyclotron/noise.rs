@@ -234,3 +234,96 @@ fn mark(pass: bool) -> &'static str {
         "FAIL"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse, ArgsError};
+
+    fn args(line: &str) -> Result<Args, String> {
+        parse(line.split_whitespace().map(String::from)).map_err(|e| match e {
+            ArgsError::Help => "help".into(),
+            ArgsError::Invalid(message) => message,
+        })
+    }
+
+    #[test]
+    fn noise_takes_an_optional_size_and_compares_both_heaps() {
+        let a = args("--noise --policies estimate").unwrap();
+        assert_eq!((a.noise, a.heaps.clone()), (Some(500), vec![HeapKind::Gc, HeapKind::Global]));
+        assert_eq!(a.policies, ["estimate"], "no base policy added: the comparison is with and without noise");
+        let a = args("--noise 64 --heap gc").unwrap();
+        assert_eq!((a.noise, a.heaps), (Some(64), vec![HeapKind::Gc]));
+        let a = args("--cycle 10 --noise --heap global").unwrap();
+        assert_eq!((a.noise, a.heaps), (Some(500), vec![HeapKind::Global]));
+        let a = args("--heap gc").unwrap();
+        assert_eq!((a.noise, a.heaps), (None, vec![HeapKind::Gc]));
+        assert_eq!(args("").unwrap().heaps, [HeapKind::Global], "today's behaviour by default");
+        assert_eq!(args("--runtime dumpster --noise").unwrap().heaps, [HeapKind::Global]);
+    }
+
+    #[test]
+    fn heap_and_noise_misuse_is_refused() {
+        let refused = |line: &str, says: &str| {
+            let message = args(line).err().unwrap_or_else(|| panic!("{line} was accepted"));
+            assert!(message.contains(says), "{line}: {message}");
+        };
+        refused("--heap gc --runtime dumpster", "toy runtime only");
+        refused("--heap gc,global", "with --noise only");
+        refused("--heap arena", "unknown heap");
+        refused("--noise 0", "at least 1 MiB");
+        refused("--noise --json out.json", "do not apply");
+    }
+
+    fn run(policy: &str, collections: usize, peak_mib: usize) -> RunResult {
+        let mut r: RunResult = serde_json::from_str(
+            r#"{"runtime":"toy","workload":"chain","cycle":10,"extra":0,"live":10,"cyclic_fraction":1.0,
+               "threads":1,"total":100,"policy":"","time_s":1.0,"peak_rss_bytes":0,"max_trash":0,
+               "pause_p50_ms":0,"pause_p99_ms":0,"pause_max_ms":0,"collections":0,"stable":true,
+               "trash_slope":0}"#,
+        )
+        .expect("a run's JSON");
+        (r.policy, r.collections, r.peak_rss_bytes) = (policy.into(), collections, peak_mib << 20);
+        r
+    }
+
+    fn pair(heap: HeapKind, policy: &str, collections: [usize; 2], peak_mib: [usize; 2]) -> Pair {
+        let (quiet, noisy) = (run(policy, collections[0], peak_mib[0]), run(policy, collections[1], peak_mib[1]));
+        Pair { heap, quiet, noisy }
+    }
+
+    #[test]
+    fn verdict_judges_the_gc_heap_trigger_only() {
+        // The process-wide trigger and the RSS gate may move: not judged.
+        let others = [
+            pair(HeapKind::Global, "estimate", [1000, 170], [20, 600]),
+            pair(HeapKind::Gc, "rss", [100, 300], [20, 900]),
+        ];
+        let good = pair(HeapKind::Gc, "estimate", [1000, 1050], [20, 544]);
+        let pairs: Vec<Pair> = others.into_iter().chain([good]).collect();
+        let (text, pass) = verdict(&pairs, 500);
+        assert!(pass, "{text}");
+        assert!(text.contains("1 of 1 (worst 1.050x)") && text.contains("(worst +524 MiB)"), "{text}");
+        assert!(table(&pairs, 500).contains("1000/170"));
+
+        let (text, pass) = verdict(&[pair(HeapKind::Gc, "goal", [1000, 1051], [20, 520])], 500);
+        assert!(!pass && text.contains("FAIL collections"), "{text}");
+        let (text, pass) = verdict(&[pair(HeapKind::Gc, "balanced", [1000, 1000], [20, 546])], 500);
+        assert!(!pass && text.contains("FAIL peak RSS"), "{text}");
+    }
+
+    #[test]
+    fn the_cache_grows_to_its_peak_and_shrinks() {
+        let base = gcmalloc::estimate();
+        let cache = Cache::start(32);
+        let seen = |above: &dyn Fn(usize) -> bool| {
+            (0..2000).any(|_| {
+                thread::sleep(Duration::from_millis(1));
+                above(gcmalloc::estimate())
+            })
+        };
+        assert!(seen(&|e| e > base + (28 << 20)), "grew to 32 MiB");
+        assert!(seen(&|e| e < base + (8 << 20)), "shrank again");
+        drop(cache); // stops and joins: a hang fails the test run
+    }
+}
