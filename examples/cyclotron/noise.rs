@@ -10,7 +10,8 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+// Relaxed throughout: flags and a gauge, ordering nothing else.
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -31,6 +32,8 @@ const RSS_GOAL: f64 = 1.05;
 /// The noise: a thread growing and dropping a cache until dropped itself.
 pub struct Cache {
     stop: Arc<AtomicBool>,
+    /// The chunks the cache holds now.
+    held: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -39,12 +42,18 @@ impl Cache {
     /// then shrinks to nothing at the same pace, over and over.
     pub fn start(mib: usize) -> Cache {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let held = Arc::new(AtomicUsize::new(0));
+        let (flag, chunks) = (Arc::clone(&stop), Arc::clone(&held));
         let thread = thread::Builder::new()
             .name("noise".into())
-            .spawn(move || saw_tooth(mib, &flag))
+            .spawn(move || saw_tooth(mib, &flag, &chunks))
             .expect("spawn the noise thread");
-        Cache { stop, thread: Some(thread) }
+        Cache { stop, held, thread: Some(thread) }
+    }
+
+    /// The cache's size now, in MiB.
+    pub fn held_mib(&self) -> usize {
+        self.held.load(Relaxed)
     }
 }
 
@@ -57,14 +66,16 @@ impl Drop for Cache {
     }
 }
 
-fn saw_tooth(mib: usize, stop: &AtomicBool) {
+fn saw_tooth(mib: usize, stop: &AtomicBool, held: &AtomicUsize) {
     while !stop.load(Relaxed) {
         let mut cache: Vec<Vec<u8>> = Vec::with_capacity(mib);
         while cache.len() < mib && !stop.load(Relaxed) {
             cache.push(vec![1; CHUNK]); // written: resident
+            held.store(cache.len(), Relaxed);
             thread::sleep(STEP);
         }
         while cache.pop().is_some() && !stop.load(Relaxed) {
+            held.store(cache.len(), Relaxed);
             thread::sleep(STEP);
         }
     }
@@ -313,17 +324,18 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_grows_to_its_peak_and_shrinks() {
-        let base = gcmalloc::estimate();
+    fn the_cache_grows_to_its_peak_and_shrinks_over_and_over() {
         let cache = Cache::start(32);
-        let seen = |above: &dyn Fn(usize) -> bool| {
-            (0..2000).any(|_| {
-                thread::sleep(Duration::from_millis(1));
-                above(gcmalloc::estimate())
+        let seen = |size: &dyn Fn(usize) -> bool| {
+            (0..5000).any(|_| {
+                thread::sleep(Duration::from_micros(200));
+                size(cache.held_mib())
             })
         };
-        assert!(seen(&|e| e > base + (28 << 20)), "grew to 32 MiB");
-        assert!(seen(&|e| e < base + (8 << 20)), "shrank again");
+        for _ in 0..2 {
+            assert!(seen(&|mib| mib >= 30), "grows to 32 MiB");
+            assert!(seen(&|mib| mib <= 2), "shrinks to nothing");
+        }
         drop(cache); // stops and joins: a hang fails the test run
     }
 }
