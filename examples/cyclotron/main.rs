@@ -82,8 +82,9 @@ fn main() -> ExitCode {
     };
     if let Some(run) = &args.child {
         gc_heap::choose(args.heaps[0]);
-        let _noise = args.noise.map(noise::Cache::start);
-        let result = run_one(args.runtime, &run.point, &run.policy, args.threads, args.memory_limit);
+        let noise = args.noise.map(noise::Cache::start);
+        let mut result = run_one(args.runtime, &run.point, &run.policy, args.threads, args.memory_limit);
+        result.noise_peak_mib = noise.map_or(0, |cache| cache.peak_mib());
         println!("{}", serde_json::to_string(&result).expect("results serialize"));
         return ExitCode::SUCCESS;
     }
@@ -185,6 +186,7 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize, limi
         trash_slope,
         limit_hits: stats.map_or(0, |s| s.limit_hits),
         throttled: stats.map_or(0, |s| s.throttled),
+        noise_peak_mib: 0,
         samples,
     }
 }

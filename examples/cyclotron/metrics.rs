@@ -150,6 +150,9 @@ pub struct RunResult {
     pub throttled: u64,
     /// Theil-Sen slope of the trash peaks, in objects per stability window.
     pub trash_slope: f64,
+    /// `--noise`: the largest the cache beside the run grew, MiB.
+    #[serde(default)]
+    pub noise_peak_mib: usize,
     /// Over time; left out of `--json`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
