@@ -59,12 +59,6 @@ pub fn sweep(policy: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{policy}:{}", range[pick(i)])).collect()
 }
 
-/// Whether the policy's trigger reads the estimate: the GcHeap's figure
-/// under `--heap gc` (see [`crate::gc_heap::estimate_source`]).
-pub fn reads_estimate(policy: &str) -> bool {
-    matches!(split(policy).0, "estimate" | "goal" | "balanced" | "incremental")
-}
-
 /// The trigger a policy uses (`own`, `debt`: none, the collector decides),
 /// with a soft memory limit of `limit_mib` if given.
 pub fn trigger(policy: &str, limit_mib: Option<usize>) -> Option<GcTrigger> {
