@@ -63,6 +63,19 @@ pub fn estimate_source() -> MemorySource {
     }
 }
 
+/// With `--heap gc`, under a stop of the world, after a collection that
+/// freed other threads' objects: their shares of the GcHeap's figure,
+/// exact again (each thread's share is otherwise synced at its own page
+/// events), so that the trigger's baseline counts no garbage.
+pub fn refresh_stopped(_world: &gcmalloc::StopTheWorld) {
+    if let Some(heap) = GC_HEAP.get() {
+        // SAFETY: the world is stopped, so every thread that allocates toy
+        // objects is parked or detached; the other threads of the program
+        // (the noise) never allocate from this GcHeap.
+        unsafe { heap.refresh_stopped() }
+    }
+}
+
 /// The toy's allocator: the chosen GcHeap, or the global allocator. Zero
 /// size, so that `--heap global` objects are laid out as they always were.
 #[derive(Clone, Copy, Debug, Default)]

@@ -56,6 +56,7 @@ impl<'a> SharedMutator<'a> {
         for heap in self.all {
             lock(heap).collect();
         }
+        crate::gc_heap::refresh_stopped(&world);
         trigger.collected();
         drop(world);
         lock(self.own).pauses.push(timer.stop());
