@@ -26,10 +26,10 @@ cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --cycle 10 
   --policies estimate,balanced --memory-limit 256
 
 step "cyclotron --noise: a 0-500 MiB cache beside the toy, its objects in a GcHeap or not (fails if the GcHeap trigger moves)"
-# About 10 s: the estimate policy with and without the cache, --heap gc and
+# About 15 s: the estimate policy with and without the cache, --heap gc and
 # global, then two mutator threads in a GcHeap; each exits 1 if the GcHeap
-# trigger's collections move by more than 5% either way, or its peak RSS
-# grows by more than the cache's peak + 5%.
+# trigger's collections move by more than 5% either way (peak RSS is judged
+# but not enforced: huge pages move it by a few %).
 cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --noise --cycle 10 --extra 10k --live 10k \
   --total 5m --policies estimate
 cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --noise --heap gc --threads 2 --cycle 10 \
