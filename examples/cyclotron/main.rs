@@ -29,6 +29,7 @@
 //! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --quick
 //! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --grid --json grid.json --plot grid.svg
 //! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --workload tree --cycle 10 --extra 100000 --live 10000
+//! cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --noise --cycle 10 --extra 10k --live 10k --policies estimate
 //! ```
 
 mod arena_runtime;
