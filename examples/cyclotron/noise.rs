@@ -209,7 +209,16 @@ pub fn table(pairs: &[Pair], mib: usize) -> String {
     let mut out = format!(
         "Noise: beside each run, a cache grows to {mib} MiB in 1 MiB chunks and shrinks to 0, over and over\n\
          {:<22} {:<9} {:<7} {:>15} {:>6} {:>15} {:>5} {:>7} {:>6} {:>15}\n",
-        "point", "policy", "heap", "colls q/noise", "ratio", "peakMiB q/noise", "cache", "excess", "/cache", "trash q/noise"
+        "point",
+        "policy",
+        "heap",
+        "colls q/noise",
+        "ratio",
+        "peakMiB q/noise",
+        "cache",
+        "excess",
+        "/cache",
+        "trash q/noise"
     );
     for p in pairs {
         let (q, n) = (&p.quiet, &p.noisy);

@@ -75,9 +75,7 @@ pub fn trigger(policy: &str, limit_mib: Option<usize>) -> Option<GcTrigger> {
             "count" => builder.threshold(knob(policy, 2_000.0) as usize).source(MemorySource::None),
             "rss" => builder.source(MemorySource::Rss).pacing(Pacing::Gate { percent: percent(10.0) }),
             "estimate" => builder.source(estimate).pacing(Pacing::Gate { percent: percent(10.0) }),
-            "goal" => {
-                builder.source(estimate).pacing(Pacing::Goal { gogc: percent(100.0), min_heap: 4 << 20 })
-            }
+            "goal" => builder.source(estimate).pacing(Pacing::Goal { gogc: percent(100.0), min_heap: 4 << 20 }),
             "balanced" | "incremental" => {
                 let tuning = (knob(policy, 64.0) * (1 << 20) as f64) as usize;
                 let pacing = Pacing::Balanced { tuning, min_extra: 1 << 20 };
