@@ -138,8 +138,7 @@ void        _mi_heap_acct_register(mi_heap_t* heap);
 void        _mi_heap_acct_unregister(mi_heap_t* heap);
 
 // gc-heap.c
-extern mi_heap_t _mi_gc_heap_placeholder;
-mi_heap_t*  _mi_gc_heap_first_use(void);
+mi_heap_t*  _mi_gc_heap_first_use_or_default(void);
 void        _mi_gc_heap_forget(mi_heap_t* heap);
 bool        _mi_segment_tags_reclaimable(const mi_segment_t* segment, const mi_heap_t* heap);
 void        _mi_gc_tag_acct_published(uint8_t tag, intptr_t delta);
