@@ -268,7 +268,7 @@ void mi_gc_heap_usage(uint8_t tag, mi_acct_usage_t* usage) mi_attr_noexcept {
 }
 
 void mi_gc_heap_audit(uint8_t tag, mi_acct_audit_t* audit) mi_attr_noexcept {
-  mi_acct_tally_t tally = { 0, 0 };
+  mi_acct_tally_t tally = { 0, 0, 0 };
   intptr_t count = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].abandoned);
   mi_lock(&mi_acct.lock) {
     for (mi_heap_t* heap = mi_acct.heaps; heap != NULL; heap = heap->acct_next) {
@@ -281,6 +281,7 @@ void mi_gc_heap_audit(uint8_t tag, mi_acct_audit_t* audit) mi_attr_noexcept {
   audit->counted = (count > 0 ? (size_t)count : 0);
   audit->carried = tally.carried;
   audit->recounted = tally.recounted;
+  audit->exit_race = tally.exit_race;
 }
 
 

@@ -78,7 +78,8 @@ typedef struct mi_acct_usage_s {
 typedef struct mi_acct_audit_s {
   size_t counted;          // the heaps' counters plus the abandoned total
   size_t carried;          // the bytes every page carries: equal to `counted` unless the counters drifted
-  size_t recounted;        // live bytes by the page structures: equal to `counted` right after a refresh of every heap
+  size_t recounted;        // live bytes by the page structures: `counted - exit_race` right after a refresh of every heap
+  size_t exit_race;        // bytes abandoned pages carry beyond their live blocks: frees in the race at thread exit (accounting.c)
 } mi_acct_audit_t;
 
 mi_decl_export size_t mi_acct_estimate(void) mi_attr_noexcept;

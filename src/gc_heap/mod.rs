@@ -226,15 +226,15 @@ impl GcHeap {
 
     /// Recounts this GcHeap's bytes and compares them with its counters, as
     /// [`audit`](crate::audit) does for the process: `counted == carried` at
-    /// any quiescent moment, and `== recounted` right after every thread's
-    /// heap of this GcHeap was refreshed.
+    /// any quiescent moment, and `== recounted + exit_race` right after
+    /// every thread's heap of this GcHeap was refreshed.
     ///
     /// # Safety
     ///
     /// As for [`audit`](crate::audit): no other thread allocates or frees
     /// with gcmalloc while it runs.
     pub unsafe fn audit(&self) -> Audit {
-        let mut audit = Audit { counted: 0, carried: 0, recounted: 0 };
+        let mut audit = Audit { counted: 0, carried: 0, recounted: 0, exit_race: 0 };
         // SAFETY: `Audit` has the layout of `mi_acct_audit_t`; the caller
         // guarantees quiescence.
         unsafe { ffi::mi_gc_heap_audit(self.tag, &mut audit) };
