@@ -39,13 +39,8 @@ process-wide one. This file is included by `static.c` after accounting.c.
 #define MI_GC_TAGS  256
 
 // Per-tag figures, one cache line each: written at heap publications and by
-// frees into abandoned pages, read by `mi_gc_heap_estimate`.
-typedef struct mi_decl_cache_align mi_gc_tag_acct_s {
-  _Atomic(intptr_t) published;   // the published counters of the tag's heaps
-  _Atomic(intptr_t) abandoned;   // bytes carried by abandoned pages of the tag
-} mi_gc_tag_acct_t;
-
-static mi_gc_tag_acct_t mi_gc_tag_acct[MI_GC_TAGS];
+// frees into abandoned pages, read by `mi_gc_heap_estimate` (and by Rust).
+mi_acct_figure_t mi_gc_tag_figure[MI_GC_TAGS];
 
 // 0: free, 1: in use by a GC heap, 2: dropped (never handed out again).
 static _Atomic(uint8_t) mi_gc_tag_state[MI_GC_TAGS];
@@ -214,16 +209,16 @@ bool _mi_segment_tags_reclaimable(const mi_segment_t* segment, const mi_heap_t* 
 ----------------------------------------------------------- */
 
 void _mi_gc_tag_acct_published(uint8_t tag, intptr_t delta) {
-  mi_atomic_addi(&mi_gc_tag_acct[tag].published, delta);
+  mi_atomic_addi(&mi_gc_tag_figure[tag].published, delta);
 }
 
 void _mi_gc_tag_acct_abandoned(uint8_t tag, intptr_t delta) {
-  mi_atomic_addi(&mi_gc_tag_acct[tag].abandoned, delta);
+  mi_atomic_addi(&mi_gc_tag_figure[tag].abandoned, delta);
 }
 
 size_t mi_gc_heap_estimate(uint8_t tag) mi_attr_noexcept {
-  const intptr_t published = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].published);
-  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].abandoned);
+  const intptr_t published = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].published);
+  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].abandoned);
   const intptr_t sum = published + abandoned;
   return (sum > 0 ? (size_t)sum : 0);
 }
@@ -255,7 +250,7 @@ void mi_gc_heap_usage(uint8_t tag, mi_acct_usage_t* usage) mi_attr_noexcept {
       delayed_bytes += mi_atomic_load_relaxed(&heap->delay_bytes);
     }
   }
-  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].abandoned);
+  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].abandoned);
   usage->estimate = mi_gc_heap_estimate(tag);
   usage->small_bytes = small;
   usage->large_bytes = large;
@@ -269,7 +264,7 @@ void mi_gc_heap_usage(uint8_t tag, mi_acct_usage_t* usage) mi_attr_noexcept {
 
 void mi_gc_heap_audit(uint8_t tag, mi_acct_audit_t* audit) mi_attr_noexcept {
   mi_acct_tally_t tally = { 0, 0, 0 };
-  intptr_t count = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].abandoned);
+  intptr_t count = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].abandoned);
   mi_lock(&mi_acct.lock) {
     for (mi_heap_t* heap = mi_acct.heaps; heap != NULL; heap = heap->acct_next) {
       if (heap->tag != tag) continue;

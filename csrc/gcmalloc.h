@@ -75,6 +75,16 @@ typedef struct mi_acct_usage_s {
   size_t delayed_bytes;    // the bytes they hold committed: purged ones hold none (not part of the estimate)
 } mi_acct_usage_t;
 
+// The figure an estimate reads: two words on a cache line of their own,
+// which Rust reads without a call (`Figure` in src/ffi.rs, same layout).
+typedef struct mi_decl_cache_align mi_acct_figure_s {
+  _Atomic(intptr_t) published;  // the heaps' published counters (minus what they hold back, see accounting.c)
+  _Atomic(intptr_t) abandoned;  // bytes carried by abandoned pages
+} mi_acct_figure_t;
+
+mi_decl_export extern mi_acct_figure_t mi_acct_figure;        // the process (accounting.c)
+mi_decl_export extern mi_acct_figure_t mi_gc_tag_figure[256]; // each GC heap tag (gc-heap.c)
+
 typedef struct mi_acct_audit_s {
   size_t counted;          // the heaps' counters plus the abandoned total
   size_t carried;          // the bytes every page carries: equal to `counted` unless the counters drifted

@@ -5,6 +5,7 @@
 //! [`Usage`], where users of the crate see it.
 
 use core::ffi::c_void;
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::ffi;
 
@@ -30,8 +31,13 @@ use crate::ffi;
 /// ```
 #[inline]
 pub fn estimate() -> usize {
-    // SAFETY: reads two process-wide atomics; no preconditions.
-    unsafe { ffi::mi_acct_estimate() }
+    // SAFETY: a C global of `Figure`'s layout that lives as long as the
+    // process and is only ever accessed atomically.
+    let figure = unsafe { &ffi::mi_acct_figure };
+    // Relaxed: a figure that is a few ns old is as good; nothing is published with it.
+    let published = figure.published.load(Relaxed);
+    let abandoned = figure.abandoned.load(Relaxed);
+    published.max(0) as usize + abandoned as usize
 }
 
 /// The calling thread's share of [`estimate`]: the bytes its mimalloc heap's

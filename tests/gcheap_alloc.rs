@@ -244,7 +244,7 @@ fn a_global_allocation_after_thread_exit_stays_out_of_the_gc_heap() {
         assert_eq!(goal_tag(block.as_ptr()), heap.tag());
         drop(block);
         // SAFETY: the key is live; a non-null value makes the destructor run.
-        unsafe { libc::pthread_setspecific(key, 1 as *const libc::c_void) };
+        unsafe { libc::pthread_setspecific(key, std::ptr::dangling::<libc::c_void>()) };
     })
     .join()
     .unwrap();
