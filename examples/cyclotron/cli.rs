@@ -44,6 +44,7 @@ pub enum Collector {
     Toy,
     Dumpster,
     GcArena,
+    RustCc,
 }
 
 impl Collector {
@@ -52,6 +53,7 @@ impl Collector {
             Collector::Toy => "toy",
             Collector::Dumpster => "dumpster",
             Collector::GcArena => "gc-arena",
+            Collector::RustCc => "rust-cc",
         }
     }
 
@@ -60,7 +62,8 @@ impl Collector {
             "toy" => Ok(Collector::Toy),
             "dumpster" => Ok(Collector::Dumpster),
             "gc-arena" => Ok(Collector::GcArena),
-            other => Err(format!("unknown runtime {other} (expected toy, dumpster or gc-arena)")),
+            "rust-cc" => Ok(Collector::RustCc),
+            other => Err(format!("unknown runtime {other} (expected toy, dumpster, gc-arena or rust-cc)")),
         }
     }
 
@@ -248,7 +251,8 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     }
     if let Some(p) = policies.iter().find(|p| !runtime.has(p)) {
         return Err(format!(
-            "the {} runtime has no policy {p}: `own` needs dumpster or gc-arena, `debt` needs gc-arena",
+            "the {} runtime has no policy {p}: `own` needs dumpster, gc-arena or rust-cc; `debt` and \
+             `incremental` need gc-arena",
             runtime.name()
         )
         .into());

@@ -1,9 +1,9 @@
 //! cyclotron: GC runtimes under stress, comparing GC trigger policies.
 //!
 //! A Rust port of the workloads behind CPython PR #148940's tables, on one of
-//! three runtimes (`--runtime`) whose objects come from `GcMalloc`: the toy
-//! (a mark-sweep collector of our own, the default), dumpster's `sync::Gc`
-//! and gc-arena's `Arena`. The workloads make cyclic garbage that reference
+//! four runtimes (`--runtime`) whose objects come from `GcMalloc`: the toy
+//! (a mark-sweep collector of our own, the default), dumpster's `sync::Gc`,
+//! gc-arena's `Arena` and rust-cc's `Cc`. The workloads make cyclic garbage that reference
 //! counting cannot free, with payloads the objects own. The policies:
 //!
 //! - `own` (real collectors): the collector's own heuristic;
@@ -39,6 +39,7 @@ mod heap;
 mod metrics;
 mod policy;
 mod report;
+mod rust_cc_runtime;
 mod threads;
 mod workloads;
 
@@ -56,6 +57,7 @@ use dumpster_runtime::Dumpster;
 use heap::{Heap, Toy, TrashGauge};
 use metrics::{RunResult, Sampler};
 use report::PointResults;
+use rust_cc_runtime::RustCc;
 use threads::SharedMutator;
 use workloads::{Rng, Runtime, Shape};
 
@@ -143,6 +145,12 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize, limi
             run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
             stats = rt.trigger_stats();
             (std::mem::take(&mut rt.pauses), Some(rt.collections), sampler.samples)
+        }
+        Collector::RustCc => {
+            let mut rt = RustCc::new(trigger, Arc::clone(&gauge));
+            run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
+            stats = rt.trigger_stats();
+            (std::mem::take(&mut rt.pauses), Some(rt.collections()), sampler.samples)
         }
     };
     let time_s = start.elapsed().as_secs_f64();

@@ -100,6 +100,12 @@ impl PauseTimer {
     }
 }
 
+/// Adds a pause measured without a CPU clock (rust-cc's own collections,
+/// inside an allocation) to the run's collection time.
+pub fn add_gc_time(pause: Duration) {
+    GC_CPU_NS.fetch_add(pause.as_nanos() as u64, Relaxed);
+}
+
 /// The run's collection CPU time so far.
 pub fn gc_cpu() -> Duration {
     Duration::from_nanos(GC_CPU_NS.load(Relaxed))
