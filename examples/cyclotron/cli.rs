@@ -174,7 +174,7 @@ pub fn default_base(runtime: &str) -> &'static str {
 /// allocation, within [`MIN_TOTAL`, `MAX_TOTAL`] objects. A real
 /// collector's own heuristic may collect nothing for gigabytes, so its runs
 /// stop at `RUN_BYTES` (at least `MIN_TOTAL_REAL` objects): the toy's
-/// floor of a million objects would allocate 30 GB at extra=300k.
+/// floor of a million objects would allocate 30,000 MiB at extra=300k.
 pub fn default_total(cycle: usize, extra: usize, runtime: Collector) -> usize {
     let per_object = OBJECT_BYTES + extra / cycle;
     let min = if runtime == Collector::Toy { MIN_TOTAL } else { MIN_TOTAL_REAL };
