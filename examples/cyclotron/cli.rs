@@ -282,28 +282,28 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     if let Some(n) = sweep {
         policies = policies.iter().flat_map(|p| policy::sweep(p, n)).collect();
     }
-    if from_json.is_some() {
+    let replay = from_json.is_some();
+    if replay && plot.is_some() {
+        return Err("--plot needs the runs' samples, which --json leaves out: not with --from-json".into());
+    }
+    let args = move |points, policies, base, child| Args {
+        runtime,
+        points,
+        policies,
+        base,
+        threads,
+        json,
+        plot,
+        frontier,
+        memory_limit,
+        child,
+        view,
+        check,
+        from_json,
+    };
+    if replay {
         // The runs, their runtime and policies come from the file.
-        if plot.is_some() {
-            return Err("--plot needs the runs' samples, which --json leaves out: not with --from-json".into());
-        }
-        let base = base.unwrap_or_default();
-        let (points, policies) = (Vec::new(), Vec::new());
-        return Ok(Args {
-            runtime,
-            points,
-            policies,
-            base,
-            threads,
-            json,
-            plot,
-            frontier,
-            memory_limit,
-            child: None,
-            view,
-            check,
-            from_json,
-        });
+        return Ok(args(Vec::new(), Vec::new(), base.unwrap_or_default(), None));
     }
     let base = base.unwrap_or_else(|| default_base(runtime.name()).to_string());
     if !policies.contains(&base) {
@@ -358,21 +358,7 @@ pub fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         (true, Some(policy)) if points.len() == 1 => Some(ChildRun { point: points[0], policy }),
         (true, _) => return Err("--child needs --policy and exactly one point".into()),
     };
-    Ok(Args {
-        runtime,
-        points,
-        policies,
-        base,
-        threads,
-        json,
-        plot,
-        frontier,
-        memory_limit,
-        child,
-        view,
-        check,
-        from_json,
-    })
+    Ok(args(points, policies, base, child))
 }
 
 /// `--quick`: representative points: no payload, payloads of 10k, 100k and
