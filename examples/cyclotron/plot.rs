@@ -77,8 +77,8 @@ fn draw_row(row: &Area, point: &PointResults) -> Result<(), Box<dyn std::error::
         .map(|r| r.samples.iter().map(|s| (s.t_s, s.rss_bytes as f64 / (1 << 20) as f64)).collect())
         .collect();
     let trash: Vec<Vec<(f64, f64)>> = point.runs.iter().map(|r| peak_envelope(&r.samples, TRASH_WINDOWS)).collect();
-    draw_panel(&panels[0], "RSS (MiB)", &rss, n)?;
-    draw_panel(&panels[1], "trash (objects; peak over the last two collections)", &trash, n)?;
+    draw_panel(&panels[0], "RSS (MiB)", &rss, n, &label)?;
+    draw_panel(&panels[1], "trash (objects; peak over the last two collections)", &trash, n, &count_label)?;
     draw_legend(&legend, point)?;
     Ok(())
 }
@@ -98,20 +98,22 @@ fn peak_envelope(samples: &[Sample], windows: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// An axis label: integers without ".0", thousands as "k", millions as "M".
-fn label(v: &f64) -> String {
-    let a = v.abs();
-    let (x, unit) = if a >= 1e6 {
-        (v / 1e6, "M")
-    } else if a >= 1e3 {
-        (v / 1e3, "k")
-    } else {
-        (*v, "")
-    };
+/// An axis label: integers without ".0", other values to two decimals at
+/// most.
+fn label(x: &f64) -> String {
     if (x - x.round()).abs() < 1e-6 {
-        format!("{x:.0}{unit}")
+        format!("{x:.0}")
     } else {
-        format!("{}{unit}", format!("{x:.2}").trim_end_matches('0').trim_end_matches('.'))
+        format!("{x:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A count's axis label: thousands as "k", millions as "M".
+fn count_label(v: &f64) -> String {
+    match v.abs() {
+        a if a >= 1e6 => format!("{}M", label(&(v / 1e6))),
+        a if a >= 1e3 => format!("{}k", label(&(v / 1e3))),
+        _ => label(v),
     }
 }
 
@@ -120,6 +122,7 @@ fn draw_panel(
     caption: &str,
     series: &[Vec<(f64, f64)>],
     n: usize,
+    y_label: &dyn Fn(&f64) -> String,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let t_max = series.iter().flatten().map(|p| p.0).fold(0.0, f64::max);
     let y_max = series.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
@@ -133,7 +136,7 @@ fn draw_panel(
         .configure_mesh()
         .x_desc("seconds")
         .x_label_formatter(&label)
-        .y_label_formatter(&label)
+        .y_label_formatter(y_label)
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     for (i, xy) in series.iter().enumerate() {
@@ -173,9 +176,10 @@ mod tests {
     fn labels_drop_the_zero_decimal() {
         assert_eq!(label(&20.0), "20");
         assert_eq!(label(&2.5), "2.5");
-        assert_eq!(label(&40_000.0), "40k");
-        assert_eq!(label(&2_500.0), "2.5k");
-        assert_eq!(label(&1_500_000.0), "1.5M");
+        assert_eq!(label(&1200.0), "1200");
+        assert_eq!(count_label(&40_000.0), "40k");
+        assert_eq!(count_label(&2_500.0), "2.5k");
+        assert_eq!(count_label(&1_500_000.0), "1.5M");
     }
 
     #[test]

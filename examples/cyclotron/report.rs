@@ -197,7 +197,8 @@ Legend
             collected); gc%: its share of the run's wall time
   trash     most garbage objects awaiting collection at any sample
   pause     longest collection pause, ms (dumpster: from the condition's yes
-            to the next check; gc-arena: the longest collect_debt/finish_cycle)
+            to the next check; gc-arena: the longest collect_debt/finish_cycle;
+            rust-cc's own: the longest allocation that collected)
   colls     collections (gc-arena: completed cycles)
   stable    trash does not rise over the run (Theil-Sen fit within 5%)
 Time and pauses move from run to run (one row's max pause measured 20.8x,
