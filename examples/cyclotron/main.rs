@@ -3,8 +3,9 @@
 //! A Rust port of the workloads behind CPython PR #148940's tables, on one of
 //! four runtimes (`--runtime`) whose objects come from `GcMalloc`: the toy
 //! (a mark-sweep collector of our own, the default), dumpster's `sync::Gc`,
-//! gc-arena's `Arena` and rust-cc's `Cc`. The workloads make cyclic garbage that reference
-//! counting cannot free, with payloads the objects own. The policies:
+//! gc-arena's `Arena` and rust-cc's `Cc`. The workloads make cyclic garbage
+//! that reference counting cannot free, with payloads the objects own. The
+//! policies:
 //!
 //! - `own` (real collectors): the collector's own heuristic;
 //! - `count`: every 2,000 allocations (no memory gate);
