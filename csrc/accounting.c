@@ -33,15 +33,16 @@ This file is included by `static.c` after `segment.c`.
 // `mi_acct_estimate` is off by at most `heaps * MI_ACCT_BATCH`.
 #define MI_ACCT_BATCH  ((intptr_t)(256 * MI_KiB))
 
+// `published`: the sum over heaps of their counters minus `acct_unpublished`.
+mi_acct_figure_t mi_acct_figure = { MI_ATOMIC_VAR_INIT(0), MI_ATOMIC_VAR_INIT(0) };
+
 typedef struct mi_acct_s {
-  _Atomic(intptr_t)  published;   // sum over heaps of their counters minus `acct_unpublished`
-  _Atomic(size_t)    abandoned;   // bytes carried by abandoned pages
   _Atomic(size_t)    heap_count;  // heaps in the `heaps` list
   mi_lock_t          lock;        // protects the `heaps` list
   mi_heap_t*         heaps;
 } mi_acct_t;
 
-static mi_decl_cache_align mi_acct_t mi_acct = { MI_ATOMIC_VAR_INIT(0), MI_ATOMIC_VAR_INIT(0), MI_ATOMIC_VAR_INIT(0), MI_LOCK_INITIALIZER, NULL };
+static mi_decl_cache_align mi_acct_t mi_acct = { MI_ATOMIC_VAR_INIT(0), MI_LOCK_INITIALIZER, NULL };
 
 
 /* -----------------------------------------------------------
@@ -50,7 +51,7 @@ static mi_decl_cache_align mi_acct_t mi_acct = { MI_ATOMIC_VAR_INIT(0), MI_ATOMI
 
 static void mi_heap_acct_publish(mi_heap_t* heap) {
   if (heap->acct_unpublished == 0) return;
-  mi_atomic_addi(&mi_acct.published, heap->acct_unpublished);
+  mi_atomic_addi(&mi_acct_figure.published, heap->acct_unpublished);
   _mi_gc_tag_acct_published(heap->tag, heap->acct_unpublished);  // and to its tag's total (gc-heap.c)
   heap->acct_unpublished = 0;
 }
@@ -158,7 +159,7 @@ void _mi_page_acct_claim(mi_page_t* page) {
   size_t bytes = mi_atomic_load_relaxed(&page->acct_bytes);
   while ((bytes & MI_ACCT_ABANDONED) != 0) {
     if (mi_atomic_cas_weak_acq_rel(&page->acct_bytes, &bytes, (size_t)0)) {
-      mi_atomic_sub_relaxed(&mi_acct.abandoned, bytes & ~MI_ACCT_ABANDONED);
+      mi_atomic_sub_relaxed(&mi_acct_figure.abandoned, (intptr_t)(bytes & ~MI_ACCT_ABANDONED));
       _mi_gc_tag_acct_abandoned(page->heap_tag, -(intptr_t)(bytes & ~MI_ACCT_ABANDONED));
       return;
     }
@@ -171,15 +172,16 @@ void _mi_page_acct_abandon(mi_page_t* page) {
   mi_assert_internal(mi_atomic_load_relaxed(&page->acct_bytes) == 0);
   const size_t bytes = mi_page_block_size(page) * page->used;
   if (bytes == 0) return;
-  mi_atomic_add_relaxed(&mi_acct.abandoned, bytes);
+  mi_atomic_add_relaxed(&mi_acct_figure.abandoned, (intptr_t)bytes);
   _mi_gc_tag_acct_abandoned(page->heap_tag, (intptr_t)bytes);
   // A block freed into the page by another thread after the owner's last
   // collect and before this store is neither subtracted nor out of `used`:
   // counted until the page is reclaimed or its segment cleared (a race at
   // thread exit only). Bound: such a block was live at the collect, so the
   // excess is part of `bytes`, never more (measured under thread churn: at
-  // most 3.5 KiB of ~130 KiB abandoned). Exact would need a count of the
-  // page's thread-free list that races the same frees; not worth it.
+  // most 3.5 KiB of ~130 KiB abandoned; `exit_race` in `mi_acct_audit`).
+  // Exact would need a count of the page's thread-free list that races the
+  // same frees; not worth it.
   mi_atomic_store_release(&page->acct_bytes, bytes | MI_ACCT_ABANDONED);
 }
 
@@ -192,7 +194,7 @@ void _mi_page_acct_free_abandoned(mi_page_t* page) {
   size_t bytes = mi_atomic_load_acquire(&page->acct_bytes);
   while ((bytes & MI_ACCT_ABANDONED) != 0 && (bytes & ~MI_ACCT_ABANDONED) >= bsize) {
     if (mi_atomic_cas_weak_acq_rel(&page->acct_bytes, &bytes, bytes - bsize)) {
-      mi_atomic_sub_relaxed(&mi_acct.abandoned, bsize);
+      mi_atomic_sub_relaxed(&mi_acct_figure.abandoned, (intptr_t)bsize);
       _mi_gc_tag_acct_abandoned(page->heap_tag, -(intptr_t)bsize);
       return;
     }
@@ -268,9 +270,9 @@ static size_t mi_acct_undercount_per_heap(void) {
 }
 
 size_t mi_acct_estimate(void) mi_attr_noexcept {
-  const intptr_t published = mi_atomic_load_relaxed(&mi_acct.published);
-  const size_t abandoned = mi_atomic_load_relaxed(&mi_acct.abandoned);
-  return (published > 0 ? (size_t)published : 0) + abandoned;
+  const intptr_t published = mi_atomic_load_relaxed(&mi_acct_figure.published);
+  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_acct_figure.abandoned);
+  return (published > 0 ? (size_t)published : 0) + (size_t)abandoned;
 }
 
 void mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept {
@@ -288,7 +290,7 @@ void mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept {
   usage->estimate = mi_acct_estimate();
   usage->small_bytes = small;
   usage->large_bytes = large;
-  usage->abandoned_bytes = mi_atomic_load_relaxed(&mi_acct.abandoned);
+  usage->abandoned_bytes = (size_t)mi_atomic_load_relaxed(&mi_acct_figure.abandoned);
   usage->heaps = mi_atomic_load_relaxed(&mi_acct.heap_count);
   usage->error_bound = usage->heaps * (size_t)MI_ACCT_BATCH;
   usage->undercount_bound = usage->heaps * mi_acct_undercount_per_heap();
@@ -302,6 +304,7 @@ void mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept {
 typedef struct mi_acct_tally_s {
   size_t carried;    // Σ acct_bytes
   size_t recounted;  // Σ live bytes by the page structures
+  size_t exit_race;  // Σ over abandoned pages of what they carry beyond their live bytes
 } mi_acct_tally_t;
 
 static void mi_heap_acct_recount(mi_heap_t* heap, mi_acct_tally_t* tally) {
@@ -320,15 +323,20 @@ static size_t mi_page_thread_free_count(const mi_page_t* page) {
 }
 
 // An abandoned page holds `used` blocks less those freed into it since (its
-// thread-free list). Only pages of heap tag `tag` if it is not negative.
+// thread-free list). It carries more only by blocks freed in the race at its
+// thread's exit (`_mi_page_acct_abandon`): counted apart, as `exit_race`.
+// Only pages of heap tag `tag` if it is not negative.
 static void mi_segment_acct_recount_abandoned(mi_segment_t* segment, int tag, mi_acct_tally_t* tally) {
   const mi_slice_t* end;
   mi_slice_t* slice = mi_slices_start_iterate(segment, &end);
   while (slice < end) {
     if (mi_slice_is_used(slice) && (tag < 0 || mi_slice_to_page(slice)->heap_tag == tag)) {
       const mi_page_t* const page = mi_slice_to_page(slice);
-      tally->carried += mi_atomic_load_relaxed(&page->acct_bytes) & ~MI_ACCT_ABANDONED;
-      tally->recounted += mi_page_block_size(page) * (page->used - mi_page_thread_free_count(page));
+      const size_t carried = mi_atomic_load_relaxed(&page->acct_bytes) & ~MI_ACCT_ABANDONED;
+      const size_t live = mi_page_block_size(page) * (page->used - mi_page_thread_free_count(page));
+      tally->carried += carried;
+      tally->recounted += live;
+      if (carried > live) { tally->exit_race += carried - live; }
     }
     slice = slice + slice->slice_count;
   }
@@ -347,8 +355,8 @@ static void mi_acct_recount_abandoned(int tag, mi_acct_tally_t* tally) {
 }
 
 void mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept {
-  size_t count = mi_atomic_load_relaxed(&mi_acct.abandoned);
-  mi_acct_tally_t tally = { 0, 0 };
+  size_t count = (size_t)mi_atomic_load_relaxed(&mi_acct_figure.abandoned);
+  mi_acct_tally_t tally = { 0, 0, 0 };
   mi_lock(&mi_acct.lock) {
     for (mi_heap_t* heap = mi_acct.heaps; heap != NULL; heap = heap->acct_next) {
       count += mi_atomic_load_relaxed(&heap->acct_small) + mi_atomic_load_relaxed(&heap->acct_large);
@@ -359,4 +367,5 @@ void mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept {
   audit->counted = count;
   audit->carried = tally.carried;
   audit->recounted = tally.recounted;
+  audit->exit_race = tally.exit_race;
 }

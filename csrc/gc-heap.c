@@ -15,7 +15,7 @@ Invariants
   page's tag, and into the calling heap (with an error message) when the
   thread has none: so a thread reclaims a segment only if it has a heap for
   the tag of every page in use in it (`_mi_segment_tags_reclaimable`).
-- `mi_gc_heaps[T]` of a thread is its heap of tag T or the placeholder; a
+- `mi_gc_heaps[T]` of a thread is its heap of tag T or the empty heap; a
   heap that is freed resets its entry first (`_mi_gc_heap_forget`), so a
   thread that allocates after mimalloc's thread-exit code ran gets a fresh
   heap.
@@ -39,54 +39,39 @@ process-wide one. This file is included by `static.c` after accounting.c.
 #define MI_GC_TAGS  256
 
 // Per-tag figures, one cache line each: written at heap publications and by
-// frees into abandoned pages, read by `mi_gc_heap_estimate`.
-typedef struct mi_decl_cache_align mi_gc_tag_acct_s {
-  _Atomic(intptr_t) published;   // the published counters of the tag's heaps
-  _Atomic(intptr_t) abandoned;   // bytes carried by abandoned pages of the tag
-} mi_gc_tag_acct_t;
-
-static mi_gc_tag_acct_t mi_gc_tag_acct[MI_GC_TAGS];
+// frees into abandoned pages, read by `mi_gc_heap_estimate` (and by Rust).
+mi_acct_figure_t mi_gc_tag_figure[MI_GC_TAGS];
 
 // 0: free, 1: in use by a GC heap, 2: dropped (never handed out again).
 static _Atomic(uint8_t) mi_gc_tag_state[MI_GC_TAGS];
 
-// Until a thread allocates from a tag, its entry for it is the placeholder:
-// an empty heap (a copy of `_mi_heap_empty`, made when the first tag is
-// handed out) whose every small size class is empty, so that an allocation
-// from it goes to `_mi_malloc_generic`, which creates the thread's heap of
-// the tag (`_mi_gc_heap_first_use`). The allocation path then has no null
-// check: it costs what `mi_malloc` costs. Its thread id is 0 and no page
-// ever names it.
-mi_heap_t _mi_gc_heap_placeholder;
-static _Atomic(uintptr_t) mi_gc_placeholder_state;  // 0: zero, 1: being copied, 2: ready
-
-#define MI_GC_P1(i)   &_mi_gc_heap_placeholder
+// Until a thread allocates from a tag, its entry for it is mimalloc's empty
+// heap (`_mi_heap_empty`, what an uninitialized thread allocates from), whose
+// every small size class is empty: an allocation from it goes to
+// `_mi_malloc_generic`, which takes it for an uninitialized thread and asks
+// `_mi_gc_heap_first_use_or_default` which heap to use. The allocation path
+// then has no null check (it costs what `mi_malloc` costs), and mimalloc's
+// generic path no check of its own.
+#define MI_GC_EMPTY   ((mi_heap_t*)&_mi_heap_empty)
+#define MI_GC_P1(i)   MI_GC_EMPTY
 #define MI_GC_P8(i)   MI_GC_P1(i), MI_GC_P1(i), MI_GC_P1(i), MI_GC_P1(i), MI_GC_P1(i), MI_GC_P1(i), MI_GC_P1(i), MI_GC_P1(i)
 #define MI_GC_P64(i)  MI_GC_P8(i), MI_GC_P8(i), MI_GC_P8(i), MI_GC_P8(i), MI_GC_P8(i), MI_GC_P8(i), MI_GC_P8(i), MI_GC_P8(i)
 
-// Per thread: its heap of each tag, or the placeholder (slot 0 unused); and
-// the tag of its last small allocation from a GC heap (the placeholder serves
-// every tag, so `_mi_gc_heap_first_use` reads it there). One variable, so
-// that the allocation path computes its thread-local address once.
+// Per thread: its heap of each tag, or the empty heap (slot 0 unused); and
+// the tag of its current small allocation from a GC heap, so that
+// `_mi_gc_heap_first_use_or_default` tells it from an uninitialized thread's
+// allocation. Invariant: `last_tag` is 0 or names a tag whose entry is a
+// heap, except between the store in `mi_gc_heap_malloc` and that
+// allocation's call into the generic path. One variable, so that the
+// allocation path computes its thread-local address once.
 typedef struct mi_gc_thread_s {
   size_t     last_tag;
   mi_heap_t* heaps[MI_GC_TAGS];
 } mi_gc_thread_t;
 
 static mi_decl_thread mi_gc_thread_t mi_gc_thread = { 0, { MI_GC_P64(0), MI_GC_P64(0), MI_GC_P64(0), MI_GC_P64(0) } };
-_Static_assert(MI_GC_TAGS == 4 * 64, "one placeholder entry per tag");
+_Static_assert(MI_GC_TAGS == 4 * 64, "one empty-heap entry per tag");
 #define mi_gc_heaps  mi_gc_thread.heaps
-
-static void mi_gc_placeholder_init(void) {
-  uintptr_t state = mi_atomic_load_acquire(&mi_gc_placeholder_state);
-  if mi_likely(state == 2) return;
-  if (state == 0 && mi_atomic_cas_strong_acq_rel(&mi_gc_placeholder_state, &state, (uintptr_t)1)) {
-    _mi_memcpy_aligned(&_mi_gc_heap_placeholder, &_mi_heap_empty, sizeof(mi_heap_t));
-    mi_atomic_store_release(&mi_gc_placeholder_state, (uintptr_t)2);  // the copy before any allocation from it
-    return;
-  }
-  while (mi_atomic_load_acquire(&mi_gc_placeholder_state) != 2) { mi_atomic_yield(); }
-}
 
 
 /* -----------------------------------------------------------
@@ -95,7 +80,6 @@ static void mi_gc_placeholder_init(void) {
 
 // A fresh tag for a GC heap, or 0 when all 255 were handed out.
 uint8_t mi_gc_heap_tag_new(void) mi_attr_noexcept {
-  mi_gc_placeholder_init();
   for (size_t tag = 1; tag < MI_GC_TAGS; tag++) {
     uint8_t expected = 0;
     // Relaxed: only the tag number is handed over.
@@ -113,7 +97,7 @@ void mi_gc_heap_tag_drop(uint8_t tag) mi_attr_noexcept {
   if (tag == 0) return;
   mi_atomic_store_relaxed(&mi_gc_tag_state[tag], (uint8_t)2);
   mi_heap_t* const heap = mi_gc_heaps[tag];
-  if (heap != &_mi_gc_heap_placeholder) { mi_heap_collect(heap, true); }
+  if (heap != MI_GC_EMPTY) { mi_heap_collect(heap, true); }
 }
 
 
@@ -129,23 +113,33 @@ static mi_decl_noinline mi_heap_t* mi_gc_heap_create(size_t tag) {
 
 static inline mi_heap_t* mi_gc_heap_of(size_t tag) {
   mi_heap_t* const heap = mi_gc_heaps[tag];
-  if mi_likely(heap != &_mi_gc_heap_placeholder) return heap;
+  if mi_likely(heap != MI_GC_EMPTY) return heap;
   return mi_gc_heap_create(tag);
 }
 
 static inline bool mi_gc_heap_exists(size_t tag) {
-  return (mi_gc_heaps[tag] != &_mi_gc_heap_placeholder);
+  return (mi_gc_heaps[tag] != MI_GC_EMPTY);
 }
 
-// `heap` is about to be freed (`mi_heap_free`).
+// `heap` is about to be freed (`mi_heap_free`). `last_tag` may have named
+// its tag: cleared, so that an uninitialized thread's next allocation (after
+// mimalloc's thread-exit code ran) is not taken for a first use of the tag.
 void _mi_gc_heap_forget(mi_heap_t* heap) {
-  if (heap->tag != 0 && mi_gc_heaps[heap->tag] == heap) { mi_gc_heaps[heap->tag] = &_mi_gc_heap_placeholder; }
+  if (heap->tag != 0 && mi_gc_heaps[heap->tag] == heap) { mi_gc_heaps[heap->tag] = MI_GC_EMPTY; }
+  mi_gc_thread.last_tag = 0;
 }
 
-// `_mi_malloc_generic` was called with the placeholder: the calling thread's
-// first small allocation from the tag it last allocated from.
-mi_heap_t* _mi_gc_heap_first_use(void) {
-  return mi_gc_heap_create(mi_gc_thread.last_tag);
+// `_mi_malloc_generic` was called with an uninitialized heap: the calling
+// thread's first small allocation from the GC heap of `last_tag` if its entry
+// is still the empty heap (see the invariant above), else an allocation from
+// the thread's default heap (mimalloc initializes the thread).
+mi_heap_t* _mi_gc_heap_first_use_or_default(void) {
+  const size_t tag = mi_gc_thread.last_tag;
+  if (tag == 0 || mi_gc_heaps[tag] != MI_GC_EMPTY) return mi_heap_get_default();
+  mi_heap_t* const heap = mi_gc_heap_create(tag);
+  if (heap != NULL) return heap;
+  mi_gc_thread.last_tag = 0;  // out of memory: keep the invariant
+  return MI_GC_EMPTY;         // the caller returns NULL
 }
 
 // Out of line, so that the allocation path below keeps no stack frame.
@@ -156,7 +150,7 @@ static mi_decl_noinline void* mi_gc_heap_malloc_first(size_t tag, size_t size) {
 
 // `tag` is a `size_t` (always below 256), so that it indexes the array as it
 // comes: a `uint8_t` would be zero-extended first. A small allocation may
-// use the placeholder (see above); larger ones never do, as mimalloc's
+// use the empty heap (see above); larger ones never do, as mimalloc's
 // statistics would take it for a heap.
 void* mi_gc_heap_malloc(size_t tag, size_t size) mi_attr_noexcept {
   if mi_likely(size <= MI_SMALL_SIZE_MAX) {
@@ -164,7 +158,7 @@ void* mi_gc_heap_malloc(size_t tag, size_t size) mi_attr_noexcept {
     return mi_heap_malloc_small(mi_gc_heaps[tag], size);
   }
   mi_heap_t* const heap = mi_gc_heaps[tag];
-  if mi_unlikely(heap == &_mi_gc_heap_placeholder) return mi_gc_heap_malloc_first(tag, size);
+  if mi_unlikely(heap == MI_GC_EMPTY) return mi_gc_heap_malloc_first(tag, size);
   return mi_heap_malloc(heap, size);
 }
 
@@ -215,16 +209,16 @@ bool _mi_segment_tags_reclaimable(const mi_segment_t* segment, const mi_heap_t* 
 ----------------------------------------------------------- */
 
 void _mi_gc_tag_acct_published(uint8_t tag, intptr_t delta) {
-  mi_atomic_addi(&mi_gc_tag_acct[tag].published, delta);
+  mi_atomic_addi(&mi_gc_tag_figure[tag].published, delta);
 }
 
 void _mi_gc_tag_acct_abandoned(uint8_t tag, intptr_t delta) {
-  mi_atomic_addi(&mi_gc_tag_acct[tag].abandoned, delta);
+  mi_atomic_addi(&mi_gc_tag_figure[tag].abandoned, delta);
 }
 
 size_t mi_gc_heap_estimate(uint8_t tag) mi_attr_noexcept {
-  const intptr_t published = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].published);
-  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].abandoned);
+  const intptr_t published = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].published);
+  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].abandoned);
   const intptr_t sum = published + abandoned;
   return (sum > 0 ? (size_t)sum : 0);
 }
@@ -256,7 +250,7 @@ void mi_gc_heap_usage(uint8_t tag, mi_acct_usage_t* usage) mi_attr_noexcept {
       delayed_bytes += mi_atomic_load_relaxed(&heap->delay_bytes);
     }
   }
-  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].abandoned);
+  const intptr_t abandoned = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].abandoned);
   usage->estimate = mi_gc_heap_estimate(tag);
   usage->small_bytes = small;
   usage->large_bytes = large;
@@ -269,8 +263,8 @@ void mi_gc_heap_usage(uint8_t tag, mi_acct_usage_t* usage) mi_attr_noexcept {
 }
 
 void mi_gc_heap_audit(uint8_t tag, mi_acct_audit_t* audit) mi_attr_noexcept {
-  mi_acct_tally_t tally = { 0, 0 };
-  intptr_t count = mi_atomic_load_relaxed(&mi_gc_tag_acct[tag].abandoned);
+  mi_acct_tally_t tally = { 0, 0, 0 };
+  intptr_t count = mi_atomic_load_relaxed(&mi_gc_tag_figure[tag].abandoned);
   mi_lock(&mi_acct.lock) {
     for (mi_heap_t* heap = mi_acct.heaps; heap != NULL; heap = heap->acct_next) {
       if (heap->tag != tag) continue;
@@ -282,6 +276,7 @@ void mi_gc_heap_audit(uint8_t tag, mi_acct_audit_t* audit) mi_attr_noexcept {
   audit->counted = (count > 0 ? (size_t)count : 0);
   audit->carried = tally.carried;
   audit->recounted = tally.recounted;
+  audit->exit_race = tally.exit_race;
 }
 
 

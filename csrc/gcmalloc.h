@@ -75,10 +75,21 @@ typedef struct mi_acct_usage_s {
   size_t delayed_bytes;    // the bytes they hold committed: purged ones hold none (not part of the estimate)
 } mi_acct_usage_t;
 
+// The figure an estimate reads: two words on a cache line of their own,
+// which Rust reads without a call (`Figure` in src/ffi.rs, same layout).
+typedef struct mi_decl_cache_align mi_acct_figure_s {
+  _Atomic(intptr_t) published;  // the heaps' published counters (minus what they hold back, see accounting.c)
+  _Atomic(intptr_t) abandoned;  // bytes carried by abandoned pages
+} mi_acct_figure_t;
+
+mi_decl_export extern mi_acct_figure_t mi_acct_figure;        // the process (accounting.c)
+mi_decl_export extern mi_acct_figure_t mi_gc_tag_figure[256]; // each GC heap tag (gc-heap.c)
+
 typedef struct mi_acct_audit_s {
   size_t counted;          // the heaps' counters plus the abandoned total
   size_t carried;          // the bytes every page carries: equal to `counted` unless the counters drifted
-  size_t recounted;        // live bytes by the page structures: equal to `counted` right after a refresh of every heap
+  size_t recounted;        // live bytes by the page structures: `counted - exit_race` right after a refresh of every heap
+  size_t exit_race;        // bytes abandoned pages carry beyond their live blocks: frees in the race at thread exit (accounting.c)
 } mi_acct_audit_t;
 
 mi_decl_export size_t mi_acct_estimate(void) mi_attr_noexcept;
@@ -138,8 +149,7 @@ void        _mi_heap_acct_register(mi_heap_t* heap);
 void        _mi_heap_acct_unregister(mi_heap_t* heap);
 
 // gc-heap.c
-extern mi_heap_t _mi_gc_heap_placeholder;
-mi_heap_t*  _mi_gc_heap_first_use(void);
+mi_heap_t*  _mi_gc_heap_first_use_or_default(void);
 void        _mi_gc_heap_forget(mi_heap_t* heap);
 bool        _mi_segment_tags_reclaimable(const mi_segment_t* segment, const mi_heap_t* heap);
 void        _mi_gc_tag_acct_published(uint8_t tag, intptr_t delta);

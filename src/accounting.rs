@@ -5,6 +5,7 @@
 //! [`Usage`], where users of the crate see it.
 
 use core::ffi::c_void;
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::ffi;
 
@@ -30,8 +31,13 @@ use crate::ffi;
 /// ```
 #[inline]
 pub fn estimate() -> usize {
-    // SAFETY: reads two process-wide atomics; no preconditions.
-    unsafe { ffi::mi_acct_estimate() }
+    // SAFETY: a C global of `Figure`'s layout that lives as long as the
+    // process and is only ever accessed atomically.
+    let figure = unsafe { &ffi::mi_acct_figure };
+    // Relaxed: a figure that is a few ns old is as good; nothing is published with it.
+    let published = figure.published.load(Relaxed);
+    let abandoned = figure.abandoned.load(Relaxed);
+    published.max(0) as usize + abandoned as usize
 }
 
 /// The calling thread's share of [`estimate`]: the bytes its mimalloc heap's
@@ -271,16 +277,23 @@ pub struct Audit {
     /// The live bytes by the page structures: `used blocks x block size` of
     /// every small/medium page of a live heap, every large/huge block, and
     /// the blocks of exited threads' pages not freed since. Equal to
-    /// `counted` right after every heap was refreshed.
+    /// `counted - exit_race` right after every heap was refreshed.
     pub recounted: usize,
+    /// The bytes exited threads' pages carry beyond their live blocks:
+    /// blocks another thread freed into a page in the instant of its
+    /// thread's exit (the race described under *Thread exit* in [`Usage`]),
+    /// counted until a thread reclaims the page. Usually 0; a block or two
+    /// per page when frees race thread exits.
+    pub exit_race: usize,
 }
 
 /// Recounts the accounted bytes and compares them with the counters.
 ///
 /// Walks every heap's page queues and every abandoned segment. With
 /// consistent accounting `counted == carried` at any quiescent moment, and
-/// `counted == recounted` right after [`refresh_estimate`] on every thread
-/// that allocated since its last sync.
+/// `counted == recounted + exit_race` right after [`refresh_estimate`] on
+/// every thread that allocated since its last sync (`exit_race` is 0 unless
+/// frees raced thread exits).
 ///
 /// ```
 /// #[global_allocator]
@@ -303,7 +316,7 @@ pub struct Audit {
 /// stopped while detached keeps running (and may allocate), and unregistered
 /// threads are not stopped at all.
 pub unsafe fn audit() -> Audit {
-    let mut audit = Audit { counted: 0, carried: 0, recounted: 0 };
+    let mut audit = Audit { counted: 0, carried: 0, recounted: 0, exit_race: 0 };
     // SAFETY: `Audit` has the layout of `mi_acct_audit_t`, which
     // `mi_acct_audit` fills; the caller guarantees quiescence.
     unsafe { ffi::mi_acct_audit(&mut audit) };

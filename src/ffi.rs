@@ -9,6 +9,7 @@
 //! (`vendor/mimalloc/include/mimalloc.h`).
 
 use core::ffi::{c_int, c_void};
+use core::sync::atomic::AtomicIsize;
 
 macro_rules! mimalloc_fns {
     ($( $(#[$meta:meta])* fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -40,8 +41,29 @@ mimalloc_fns! {
 pub type PageGoalFn = extern "C" fn(page_bytes: usize) -> u32;
 pub type GoalReachedFn = extern "C" fn(tag: u32) -> bool;
 
+/// The figure an estimate reads (`mi_acct_figure_t` in `csrc/gcmalloc.h`,
+/// same layout): two counters on a cache line of their own, loaded without
+/// a call into C.
+#[repr(C, align(64))]
+pub struct Figure {
+    /// The heaps' published counters (see `csrc/accounting.c`).
+    pub published: AtomicIsize,
+    /// The bytes abandoned pages carry.
+    pub abandoned: AtomicIsize,
+}
+
+const _: () = assert!(core::mem::size_of::<Figure>() == 64, "one cache line, as mi_decl_cache_align makes it in C");
+
+extern "C" {
+    /// The process's figure.
+    #[link_name = "gcm_mi_acct_figure"]
+    pub static mi_acct_figure: Figure;
+    /// Each GC heap tag's figure.
+    #[link_name = "gcm_mi_gc_tag_figure"]
+    pub static mi_gc_tag_figure: [Figure; 256];
+}
+
 mimalloc_fns! {
-    fn mi_acct_estimate() -> usize;
     /// Fills a `mi_acct_usage_t`, whose layout `Usage` has.
     fn mi_acct_usage(usage: *mut crate::Usage);
     /// Fills a `mi_acct_audit_t`, whose layout `Audit` has.
@@ -80,7 +102,6 @@ mimalloc_fns! {
     fn mi_gc_heap_malloc_aligned(tag: usize, size: usize, alignment: usize) -> *mut c_void;
     fn mi_gc_heap_zalloc_aligned(tag: usize, size: usize, alignment: usize) -> *mut c_void;
     fn mi_gc_heap_realloc_aligned(tag: usize, p: *mut c_void, newsize: usize, alignment: usize) -> *mut c_void;
-    fn mi_gc_heap_estimate(tag: u8) -> usize;
     fn mi_gc_heap_refresh(tag: u8, all: bool);
     fn mi_gc_heap_usage(tag: u8, usage: *mut crate::Usage);
     fn mi_gc_heap_audit(tag: u8, audit: *mut crate::Audit);

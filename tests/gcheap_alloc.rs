@@ -1,6 +1,7 @@
 //! `&GcHeap` as an `Allocator`: the contract (zero sizes, alignments up to
 //! the page size and above, growing and shrinking in place and by moving),
-//! `Box` and `Vec` in it, and four threads freeing each other's blocks.
+//! `Box` and `Vec` in it, four threads freeing each other's blocks, and a
+//! global allocation after thread exit that stays out of the GC heap.
 #![cfg_attr(feature = "nightly", feature(allocator_api))]
 
 use std::ptr::NonNull;
@@ -218,4 +219,36 @@ fn std_box_and_vec_take_a_gc_heap_on_nightly() {
     let mut v = std::vec::Vec::new_in(heap);
     v.extend(0..1000u32);
     assert_eq!(goal_tag(v.as_ptr().cast()), heap.tag());
+}
+
+/// The page tag of a global allocation made by a pthread key destructor
+/// that runs after mimalloc's own (so after the thread's heaps, its GcHeap
+/// heap among them, were deleted).
+static LATE_ALLOCATION_TAG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+extern "C" fn allocate_after_thread_exit(_: *mut libc::c_void) {
+    let late = std::boxed::Box::new([7u8; 32]);
+    LATE_ALLOCATION_TAG.store(u32::from(goal_tag(late.as_ptr())), std::sync::atomic::Ordering::Relaxed);
+}
+
+#[test]
+fn a_global_allocation_after_thread_exit_stays_out_of_the_gc_heap() {
+    let heap = heap();
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; the destructor is a plain function.
+    assert_eq!(unsafe { libc::pthread_key_create(&mut key, Some(allocate_after_thread_exit)) }, 0);
+    thread::spawn(move || {
+        // A small allocation from the GcHeap: the thread's heap of its tag
+        // is created, and is the last GC heap the thread allocated from.
+        let block = Box::new_in([1u8; 32], heap);
+        assert_eq!(goal_tag(block.as_ptr()), heap.tag());
+        drop(block);
+        // SAFETY: the key is live; a non-null value makes the destructor run.
+        unsafe { libc::pthread_setspecific(key, std::ptr::dangling::<libc::c_void>()) };
+    })
+    .join()
+    .unwrap();
+    let tag = LATE_ALLOCATION_TAG.load(std::sync::atomic::Ordering::Relaxed);
+    assert_ne!(tag, u32::MAX, "the key destructor did not run");
+    assert_eq!(tag, 0, "a global allocation landed in the pages of GcHeap tag {tag}");
 }

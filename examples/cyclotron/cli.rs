@@ -5,17 +5,19 @@ use std::path::PathBuf;
 
 use crate::gc_heap::HeapKind;
 use crate::policy::{self, POLICIES};
+use crate::report::View;
 use crate::workloads::Shape;
 
 pub const USAGE: &str = "\
 usage: cyclotron [--quick | --grid] [options]
 
   --quick               a few representative points (the default): about 60 s on
-                        2 cores with the toy, 90 s with dumpster, 35 s with gc-arena
+                        2 cores with the toy, 90 s with dumpster, 35 s with gc-arena,
+                        70 s with rust-cc
   --grid                the seed's grid: cycle {10,100,1k} x extra {0,10k,100k,300k}
                         x live {100,10k,30k}
-  --runtime R           toy (default: cyclotron's own mark-sweep), dumpster or
-                        gc-arena (real Rust collectors; see --policies)
+  --runtime R           toy (default: cyclotron's own mark-sweep), dumpster,
+                        gc-arena or rust-cc (real Rust collectors; see --policies)
   --workload W          chain (default) or tree
   --cycle LIST          objects per chain, e.g. 10,100 (with --extra/--live:
   --extra LIST          payload bytes per chain          a grid of your own)
@@ -25,8 +27,8 @@ usage: cyclotron [--quick | --grid] [options]
   --threads N           mutator threads (default 1)
   --policies LIST       of own, count, rss, estimate, goal, debt, balanced,
                         incremental, each optionally with its knob (goal:200,
-                        balanced:16) (default: all the runtime has; `own` is the
-                        collector's own heuristic, which the toy does not have;
+                        balanced:16) (default: all the runtime has; `own` is a
+                        real collector's own heuristic, which the toy lacks;
                         `debt` is gc-arena's pacing with the estimate's growth
                         added as debt; `balanced` is MemBalancer's limit;
                         `incremental` (gc-arena) paces its steps by that limit)
@@ -35,8 +37,15 @@ usage: cyclotron [--quick | --grid] [options]
   --frontier FILE.svg   mean RSS against collection time, one line per policy
   --memory-limit MIB    a soft memory limit on every trigger policy (10%
                         headroom, collections capped at 50% of the time)
-  --base P              policy the ratio columns compare against (default rss)
-  --json FILE           every figure, as JSON
+  --base P              policy the ratio columns compare against (default: rss
+                        for the toy, own for a real collector)
+  --by point|policy     one table per grid point, a row per policy (default), or
+                        one table per policy, a row per point (the seed's layout)
+  --check               exit with 1 when a verdict line says FAIL (peak RSS and
+                        trash; the time lines are advisory: ok or miss)
+  --json FILE           every figure of every run, as JSON
+  --from-json FILE      the report (tables, verdict, --check) on a --json file's
+                        runs, without running
   --plot FILE.svg       RSS and trash over time, per point and policy
   --heap LIST           where the toy's objects live: global (default), or gc:
                         a gcmalloc::GcHeap, whose own figure the estimate,
@@ -44,7 +53,10 @@ usage: cyclotron [--quick | --grid] [options]
   --noise [MIB]         beside each run, a cache grows to MIB (default 500) in
                         1 MiB chunks and is dropped, over and over: runs each
                         policy and heap (default gc,global) with and without
-                        it and compares collections and peak RSS";
+                        it and compares collections and peak RSS
+
+All memory figures are MiB (2^20 bytes). Exit codes: 0, 1 (--check found a
+FAIL), 2 (bad arguments or a failed run).";
 
 /// The collector the workloads run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +64,7 @@ pub enum Collector {
     Toy,
     Dumpster,
     GcArena,
+    RustCc,
 }
 
 impl Collector {
@@ -60,6 +73,7 @@ impl Collector {
             Collector::Toy => "toy",
             Collector::Dumpster => "dumpster",
             Collector::GcArena => "gc-arena",
+            Collector::RustCc => "rust-cc",
         }
     }
 
@@ -68,7 +82,8 @@ impl Collector {
             "toy" => Ok(Collector::Toy),
             "dumpster" => Ok(Collector::Dumpster),
             "gc-arena" => Ok(Collector::GcArena),
-            other => Err(format!("unknown runtime {other} (expected toy, dumpster or gc-arena)")),
+            "rust-cc" => Ok(Collector::RustCc),
+            other => Err(format!("unknown runtime {other} (expected toy, dumpster, gc-arena or rust-cc)")),
         }
     }
 
@@ -143,18 +158,35 @@ pub struct Args {
     pub frontier: Option<PathBuf>,
     /// `--memory-limit`, in MiB.
     pub memory_limit: Option<usize>,
+    pub child: Option<ChildRun>,
+    /// `--by`: the report's tables per point or per policy.
+    pub view: View,
+    /// `--check`: exit with 1 when a checked verdict line fails.
+    pub check: bool,
+    /// `--from-json FILE`: report on a `--json` file's runs instead of
+    /// running (`--base`, if given, in `base`).
+    pub from_json: Option<PathBuf>,
     /// `--heap`: one entry, or several with `--noise`.
     pub heaps: Vec<HeapKind>,
     /// `--noise`: the cache's peak, in MiB.
     pub noise: Option<usize>,
-    pub child: Option<ChildRun>,
+}
+
+/// The base a runtime's ratios compare against by default: CPython's RSS
+/// gate for the toy, a real collector's own heuristic.
+pub fn default_base(runtime: &str) -> &'static str {
+    if runtime == "toy" {
+        "rss"
+    } else {
+        "own"
+    }
 }
 
 /// Objects per run when `--total` is not given: about `RUN_BYTES` of
 /// allocation, within [`MIN_TOTAL`, `MAX_TOTAL`] objects. A real
 /// collector's own heuristic may collect nothing for gigabytes, so its runs
 /// stop at `RUN_BYTES` (at least `MIN_TOTAL_REAL` objects): the toy's
-/// floor of a million objects would allocate 30 GB at extra=300k.
+/// floor of a million objects would allocate 30,000 MiB at extra=300k.
 pub fn default_total(cycle: usize, extra: usize, runtime: Collector) -> usize {
     let per_object = OBJECT_BYTES + extra / cycle;
     let min = if runtime == Collector::Toy { MIN_TOTAL } else { MIN_TOTAL_REAL };
@@ -212,6 +244,7 @@ pub fn parse(raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut base = None;
     let (mut json, mut plot, mut child, mut child_policy) = (None, None, false, None);
     let (mut sweep, mut frontier, mut memory_limit) = (None, None, None);
+    let (mut view, mut check, mut from_json) = (View::Point, false, None);
     let (mut heaps, mut noise) = (None, None);
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -241,8 +274,17 @@ pub fn parse(raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
             "--frontier" => frontier = Some(PathBuf::from(value()?)),
             "--sweep" => sweep = Some(number(&value()?)?),
             "--memory-limit" => memory_limit = Some(number(&value()?)?),
+            "--by" => {
+                view = match value()?.as_str() {
+                    "point" => View::Point,
+                    "policy" => View::Policy,
+                    other => return Err(format!("unknown view {other} (expected point or policy)").into()),
+                }
+            }
+            "--check" => check = true,
             "--heap" => heaps = Some(value()?.split(',').map(HeapKind::parse).collect::<Result<Vec<_>, _>>()?),
             "--noise" => noise = Some(raw.next_if(|v| !v.starts_with("--")).map_or(Ok(500), |v| number(&v))?),
+            "--from-json" => from_json = Some(PathBuf::from(value()?)),
             "--child" => child = true,
             "--policy" => child_policy = Some(policy(&value()?)?),
             "--help" | "-h" => return Err(ArgsError::Help),
@@ -256,15 +298,40 @@ pub fn parse(raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     if let Some(n) = sweep {
         policies = policies.iter().flat_map(|p| policy::sweep(p, n)).collect();
     }
-    // The toy's ratios compare with CPython's RSS gate; a real collector's
-    // with its own heuristic.
-    let base = base.unwrap_or_else(|| if runtime == Collector::Toy { "rss" } else { "own" }.to_string());
+    let heaps = crate::noise::check_heaps(heaps, noise, runtime, [&json, &plot, &frontier, &from_json])?;
+    let replay = from_json.is_some();
+    if replay && plot.is_some() {
+        return Err("--plot needs the runs' samples, which --json leaves out: not with --from-json".into());
+    }
+    let args = move |points, policies, base, child| Args {
+        runtime,
+        points,
+        policies,
+        base,
+        threads,
+        json,
+        plot,
+        frontier,
+        memory_limit,
+        child,
+        view,
+        check,
+        from_json,
+        heaps,
+        noise,
+    };
+    if replay {
+        // The runs, their runtime and policies come from the file.
+        return Ok(args(Vec::new(), Vec::new(), base.unwrap_or_default(), None));
+    }
+    let base = base.unwrap_or_else(|| default_base(runtime.name()).to_string());
     if !policies.contains(&base) && noise.is_none() {
         policies.insert(0, base.clone());
     }
     if let Some(p) = policies.iter().find(|p| !runtime.has(p)) {
         return Err(format!(
-            "the {} runtime has no policy {p}: `own` needs dumpster or gc-arena, `debt` needs gc-arena",
+            "the {} runtime has no policy {p}: `own` needs dumpster, gc-arena or rust-cc; `debt` and \
+             `incremental` need gc-arena",
             runtime.name()
         )
         .into());
@@ -272,7 +339,6 @@ pub fn parse(raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     if runtime != Collector::Toy && threads > 1 {
         return Err(format!("--threads applies to the toy runtime only ({} runs on one thread)", runtime.name()).into());
     }
-    let heaps = crate::noise::check_heaps(heaps, noise, runtime, [&json, &plot, &frontier])?;
     let custom = cycles.is_some() || extras.is_some() || lives.is_some();
     let mut dims: Vec<(Workload, usize, usize, usize)> = if custom || grid {
         let cycles = cycles.unwrap_or_else(|| if grid { vec![10, 100, 1000] } else { vec![10] });
@@ -311,7 +377,7 @@ pub fn parse(raw: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
         (true, Some(policy)) if points.len() == 1 => Some(ChildRun { point: points[0], policy }),
         (true, _) => return Err("--child needs --policy and exactly one point".into()),
     };
-    Ok(Args { runtime, points, policies, base, threads, json, plot, frontier, memory_limit, heaps, noise, child })
+    Ok(args(points, policies, base, child))
 }
 
 /// `--quick`: representative points: no payload, payloads of 10k, 100k and

@@ -118,7 +118,8 @@ fn percent(x: Option<f64>) -> String {
 /// policy.
 pub fn verdict(points: &[PointResults]) -> String {
     let mut out = String::from(
-        "\nFrontier (mean RSS against collection time; a cut is the challenger's change, negative is better)\n",
+        "\nFrontier (mean RSS against collection time; a cut is the challenger's change, negative is better;\n\
+         advisory: single runs' collection times, which --check does not judge)\n",
     );
     for point in points {
         let Some(r0) = point.runs.first() else { continue };
@@ -133,7 +134,7 @@ pub fn verdict(points: &[PointResults]) -> String {
                 let _ = writeln!(
                     out,
                     "    {} {challenger} vs {name:<9} mean RSS at equal time {:>5}, time at equal mean RSS {:>5}{}",
-                    if pass { "PASS" } else { "FAIL" },
+                    if pass { "ok  " } else { "miss" },
                     percent(c.rss_cut),
                     percent(c.time_cut),
                     if c.dominates { "; dominates every point" } else { "" }

@@ -1,10 +1,11 @@
 //! cyclotron: GC runtimes under stress, comparing GC trigger policies.
 //!
 //! A Rust port of the workloads behind CPython PR #148940's tables, on one of
-//! three runtimes (`--runtime`) whose objects come from `GcMalloc`: the toy
-//! (a mark-sweep collector of our own, the default), dumpster's `sync::Gc`
-//! and gc-arena's `Arena`. The workloads make cyclic garbage that reference
-//! counting cannot free, with payloads the objects own. The policies:
+//! four runtimes (`--runtime`) whose objects come from `GcMalloc`: the toy
+//! (a mark-sweep collector of our own, the default), dumpster's `sync::Gc`,
+//! gc-arena's `Arena` and rust-cc's `Cc`. The workloads make cyclic garbage
+//! that reference counting cannot free, with payloads the objects own. The
+//! policies:
 //!
 //! - `own` (real collectors): the collector's own heuristic;
 //! - `count`: every 2,000 allocations (no memory gate);
@@ -40,8 +41,10 @@ mod gc_heap;
 mod heap;
 mod metrics;
 mod noise;
+mod plot;
 mod policy;
 mod report;
+mod rust_cc_runtime;
 mod threads;
 mod workloads;
 
@@ -59,6 +62,7 @@ use dumpster_runtime::Dumpster;
 use heap::{Heap, Toy, TrashGauge};
 use metrics::{RunResult, Sampler};
 use report::PointResults;
+use rust_cc_runtime::RustCc;
 use threads::SharedMutator;
 use workloads::{Rng, Runtime, Shape};
 
@@ -89,11 +93,19 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string(&result).expect("results serialize"));
         return ExitCode::SUCCESS;
     }
-    match orchestrate(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = match &args.from_json {
+        Some(path) => replay(path, &args),
+        None => orchestrate(&args),
+    };
+    match outcome {
+        Ok(failures) if args.check && failures > 0 => {
+            eprintln!("cyclotron: --check: {failures} verdict line(s) FAIL");
+            ExitCode::FAILURE
+        }
+        Ok(_) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("cyclotron: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
@@ -150,6 +162,12 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize, limi
             stats = rt.trigger_stats();
             (std::mem::take(&mut rt.pauses), Some(rt.collections), sampler.samples)
         }
+        Collector::RustCc => {
+            let mut rt = RustCc::new(trigger, Arc::clone(&gauge));
+            run_workload(point.workload, &mut rt, &shape, SEED, &mut sampler);
+            stats = rt.trigger_stats();
+            (std::mem::take(&mut rt.pauses), Some(rt.collections()), sampler.samples)
+        }
     };
     let time_s = start.elapsed().as_secs_f64();
     // A pause per collection, except in gc-arena, whose incremental steps
@@ -172,6 +190,8 @@ fn run_one(runtime: Collector, point: &Point, policy: &str, threads: usize, limi
         policy: policy.into(),
         time_s,
         peak_rss_bytes: metrics::peak_rss_bytes(),
+        // `--threads`: the mutators sample on their own; the end of the run.
+        anon_huge_bytes: sampler.anon_huge_bytes.or_else(metrics::anon_huge_bytes),
         mean_rss_bytes: metrics::mean_rss_bytes(&samples),
         gc_time_s,
         gc_share: gc_time_s / time_s,
@@ -277,7 +297,8 @@ fn run_child_in(
     serde_json::from_slice(&output.stdout).map_err(|e| format!("bad child output: {e}"))
 }
 
-fn orchestrate(args: &Args) -> Result<(), String> {
+/// Runs every policy on every point; returns the verdict's failures.
+fn orchestrate(args: &Args) -> Result<usize, String> {
     if let Some(mib) = args.noise {
         return noise::compare(args, mib);
     }
@@ -309,22 +330,53 @@ fn orchestrate(args: &Args) -> Result<(), String> {
         results.push(PointResults { runs: point_runs });
     }
     bar.finish_and_clear();
-    print!("{}", report::table(&results, &args.policies, &args.base));
-    print!("{}", report::verdict(&results));
+    report(args, &results, &args.policies, &args.base)
+}
+
+/// `--from-json`: the report on a `--json` file's runs, grouped into points
+/// in the file's order.
+fn replay(path: &std::path::Path, args: &Args) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let runs: Vec<RunResult> =
+        serde_json::from_str(&text).map_err(|e| format!("bad JSON in {}: {e}", path.display()))?;
+    let Some(first) = runs.first() else {
+        return Err(format!("{} holds no runs", path.display()));
+    };
+    let base = if args.base.is_empty() { cli::default_base(&first.runtime).to_string() } else { args.base.clone() };
+    let mut policies: Vec<String> = Vec::new();
+    let mut results: Vec<PointResults> = Vec::new();
+    for run in runs {
+        if !policies.contains(&run.policy) {
+            policies.push(run.policy.clone());
+        }
+        match results.iter_mut().find(|p| p.runs[0].same_point(&run)) {
+            Some(point) => point.runs.push(run),
+            None => results.push(PointResults { runs: vec![run] }),
+        }
+    }
+    report(args, &results, &policies, &base)
+}
+
+/// Prints the tables and the verdict, writes `--json`, `--plot`,
+/// `--frontier`; returns the verdict's failures.
+fn report(args: &Args, results: &[PointResults], policies: &[String], base: &str) -> Result<usize, String> {
+    print!("{}", report::table(results, policies, base, args.view));
+    let verdict = report::verdict(results);
+    print!("{}", verdict.text);
     if let Some(path) = &args.json {
-        report::write_json(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        report::write_json(path, results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        report::write_plot(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        plot::write_plot(path, results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if let Some(mib) = args.memory_limit {
-        print!("{}", report::limit_summary(&results, mib));
+        print!("{}", report::limit_summary(results, mib));
     }
-    if args.policies.iter().any(|p| policy::split(p).1.is_some()) {
-        print!("{}", frontier::verdict(&results));
+    if policies.iter().any(|p| policy::split(p).1.is_some()) {
+        print!("{}", frontier::verdict(results));
     }
     if let Some(path) = &args.frontier {
-        frontier::write_plot(path, &results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        frontier::write_plot(path, results).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    Ok(())
+    Ok(verdict.failures)
 }

@@ -32,6 +32,11 @@ pub struct Sampler {
     start: Instant,
     gauge: Option<std::sync::Arc<TrashGauge>>,
     pub samples: Vec<Sample>,
+    /// AnonHugePages at the sample of highest RSS (read again whenever RSS
+    /// passes the last read's by 2%), `None` where the kernel reports none.
+    pub anon_huge_bytes: Option<usize>,
+    /// The RSS of the last AnonHugePages read.
+    huge_read_at: usize,
 }
 
 impl Sampler {
@@ -42,12 +47,22 @@ impl Sampler {
             start: Instant::now(),
             gauge: Some(gauge),
             samples: Vec::with_capacity(SAMPLES_PER_RUN + 16),
+            anon_huge_bytes: None,
+            huge_read_at: 0,
         }
     }
 
     /// A sampler that takes no samples.
     pub fn idle() -> Self {
-        Sampler { every: usize::MAX, next: usize::MAX, start: Instant::now(), gauge: None, samples: Vec::new() }
+        Sampler {
+            every: usize::MAX,
+            next: usize::MAX,
+            start: Instant::now(),
+            gauge: None,
+            samples: Vec::new(),
+            anon_huge_bytes: None,
+            huge_read_at: 0,
+        }
     }
 
     #[inline]
@@ -57,12 +72,24 @@ impl Sampler {
         }
         let Some(gauge) = &self.gauge else { return };
         self.next = made + self.every;
-        self.samples.push(Sample {
-            t_s: self.start.elapsed().as_secs_f64(),
-            rss_bytes: MemorySource::Rss.read().unwrap_or(0),
-            trash: gauge.now(),
-        });
+        let rss_bytes = MemorySource::Rss.read().unwrap_or(0);
+        self.samples.push(Sample { t_s: self.start.elapsed().as_secs_f64(), rss_bytes, trash: gauge.now() });
+        // smaps_rollup walks the page tables: read it only as RSS climbs.
+        if rss_bytes > self.huge_read_at + self.huge_read_at / 50 {
+            self.huge_read_at = rss_bytes;
+            self.anon_huge_bytes = anon_huge_bytes();
+        }
     }
+}
+
+/// This process's transparent huge pages (AnonHugePages of
+/// /proc/self/smaps_rollup), in bytes; `None` where the kernel has no such
+/// line.
+pub fn anon_huge_bytes() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Collection CPU time of the whole run, in nanoseconds (every thread's).
@@ -100,6 +127,12 @@ impl PauseTimer {
     }
 }
 
+/// Adds a pause measured without a CPU clock (rust-cc's own collections,
+/// inside an allocation) to the run's collection time.
+pub fn add_gc_time(pause: Duration) {
+    GC_CPU_NS.fetch_add(pause.as_nanos() as u64, Relaxed);
+}
+
 /// The run's collection CPU time so far.
 pub fn gc_cpu() -> Duration {
     Duration::from_nanos(GC_CPU_NS.load(Relaxed))
@@ -119,6 +152,9 @@ pub struct RunResult {
     pub policy: String,
     pub time_s: f64,
     pub peak_rss_bytes: usize,
+    /// AnonHugePages at the sample of highest RSS (`Sampler`), bytes.
+    #[serde(default)]
+    pub anon_huge_bytes: Option<usize>,
     /// Time-averaged RSS: the samples' mean (see `mean_rss_bytes`).
     #[serde(default)]
     pub mean_rss_bytes: usize,
@@ -156,6 +192,15 @@ pub struct RunResult {
     /// Over time; left out of `--json`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
+}
+
+impl RunResult {
+    /// Whether `other` ran on the same grid point (all but the policy).
+    pub fn same_point(&self, other: &RunResult) -> bool {
+        (&self.runtime, &self.workload, self.cycle, self.extra, self.live, self.threads, self.total)
+            == (&other.runtime, &other.workload, other.cycle, other.extra, other.live, other.threads, other.total)
+            && self.cyclic_fraction == other.cyclic_fraction
+    }
 }
 
 /// Pause percentiles in milliseconds: (p50, p99, max); zeros if none.

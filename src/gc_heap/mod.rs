@@ -8,6 +8,7 @@ mod alloc;
 mod walk;
 
 use core::fmt;
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::{ffi, Audit, Usage};
 
@@ -30,7 +31,7 @@ use crate::{ffi, Audit, Usage};
 ///   `Allocator`).
 /// * **Its own figures**: [`GcHeap::estimate`] counts the live bytes of this
 ///   heap only, by the same rules and at the same cost as the process-wide
-///   [`estimate`](crate::estimate) (two loads, about 2 ns at any thread
+///   [`estimate`](crate::estimate) (two loads inlined, about 1 ns at any thread
 ///   count), which stays the sum of everything; [`GcHeap::refresh`],
 ///   [`GcHeap::usage`] and [`GcHeap::audit`] mirror
 ///   [`refresh_estimate`](crate::refresh_estimate), [`usage`](crate::usage)
@@ -176,8 +177,12 @@ impl GcHeap {
     /// ```
     #[inline]
     pub fn estimate(&self) -> usize {
-        // SAFETY: reads two process-wide atomics of the tag; no preconditions.
-        unsafe { ffi::mi_gc_heap_estimate(self.tag) }
+        // SAFETY: a C global of `Figure`s that lives as long as the process
+        // and is only ever accessed atomically.
+        let figure = unsafe { &ffi::mi_gc_tag_figure[usize::from(self.tag)] };
+        // Relaxed: as `estimate`'s, a few ns old is as good.
+        let sum = figure.published.load(Relaxed) + figure.abandoned.load(Relaxed);
+        sum.max(0) as usize
     }
 
     /// Syncs every page of the calling thread's heap of this GcHeap, so that
@@ -226,15 +231,15 @@ impl GcHeap {
 
     /// Recounts this GcHeap's bytes and compares them with its counters, as
     /// [`audit`](crate::audit) does for the process: `counted == carried` at
-    /// any quiescent moment, and `== recounted` right after every thread's
-    /// heap of this GcHeap was refreshed.
+    /// any quiescent moment, and `== recounted + exit_race` right after
+    /// every thread's heap of this GcHeap was refreshed.
     ///
     /// # Safety
     ///
     /// As for [`audit`](crate::audit): no other thread allocates or frees
     /// with gcmalloc while it runs.
     pub unsafe fn audit(&self) -> Audit {
-        let mut audit = Audit { counted: 0, carried: 0, recounted: 0 };
+        let mut audit = Audit { counted: 0, carried: 0, recounted: 0, exit_race: 0 };
         // SAFETY: `Audit` has the layout of `mi_acct_audit_t`; the caller
         // guarantees quiescence.
         unsafe { ffi::mi_gc_heap_audit(self.tag, &mut audit) };

@@ -1,8 +1,13 @@
 //! Helpers shared by the accounting and page tests.
 #![allow(dead_code)] // each test binary uses a subset
 
+/// What frees racing thread exits may leave counted in a test's abandoned
+/// pages: a few blocks (measured: 2 KiB of 457 MiB abandoned).
+pub const EXIT_RACE_BOUND: usize = 64 << 10;
+
 /// Refreshes the calling thread's heap, then asserts [`assert_no_drift`] and
-/// that the counters equal an exact recount of the live bytes.
+/// that the counters equal an exact recount of the live bytes (plus
+/// what frees racing thread exits left counted, within [`EXIT_RACE_BOUND`]).
 ///
 /// Call only while no other thread allocates (e.g. after joining them), and
 /// on the only thread that allocated since its pages were last synced.
@@ -10,7 +15,12 @@ pub fn assert_accounting_consistent(when: &str) -> gcmalloc::Usage {
     gcmalloc::refresh_estimate();
     // SAFETY: the caller guarantees that no other thread allocates or frees.
     let audit = unsafe { gcmalloc::audit() };
-    assert_eq!(audit.counted, audit.recounted, "the refreshed counters differ from the live bytes {when}");
+    assert_eq!(
+        audit.counted,
+        audit.recounted + audit.exit_race,
+        "the refreshed counters differ from the live bytes {when}: {audit:?}"
+    );
+    assert!(audit.exit_race <= EXIT_RACE_BOUND, "frees racing thread exits left too much counted {when}: {audit:?}");
     assert_no_drift(when)
 }
 

@@ -1044,15 +1044,9 @@ void* _mi_malloc_generic(mi_heap_t* heap, size_t size, bool zero, size_t huge_al
 {
   mi_assert_internal(heap != NULL);
 
-  // gcmalloc: a thread's first allocation from a GC heap (csrc/gc-heap.c)
-  if mi_unlikely(heap == &_mi_gc_heap_placeholder) {
-    heap = _mi_gc_heap_first_use();
-    if mi_unlikely(heap == NULL) { return NULL; }
-  }
-
   // initialize if necessary
   if mi_unlikely(!mi_heap_is_initialized(heap)) {
-    heap = mi_heap_get_default(); // calls mi_thread_init
+    heap = _mi_gc_heap_first_use_or_default(); // gcmalloc: or a thread's first allocation from a GC heap (csrc/gc-heap.c); calls mi_thread_init
     if mi_unlikely(!mi_heap_is_initialized(heap)) { return NULL; }
   }
   mi_assert_internal(mi_heap_is_initialized(heap));
