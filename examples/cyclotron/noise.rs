@@ -267,8 +267,8 @@ pub fn verdict(pairs: &[Pair]) -> (String, bool) {
     let rss = within == n;
     let _ = writeln!(
         out,
-        "  {} peak RSS with noise - without <= the cache's peak + 5%: {within} of {n} (worst {share:.3}x the cache) \
-         (advisory: the cache's own cost, huge pages once the process passes their threshold included, is a few %)",
+        "  {} peak RSS with noise - without <= the cache's peak + 5%: {within} of {n} (worst {share:.3}x the cache; \
+         advisory: huge pages move it by a few %)",
         if rss { "ok  " } else { "miss" }
     );
     (out, colls)
@@ -352,7 +352,7 @@ mod tests {
         let pairs: Vec<Pair> = others.into_iter().chain([good]).collect();
         let (text, pass) = verdict(&pairs);
         assert!(pass, "{text}");
-        assert!(text.contains("1 of 1 (worst 1.050x)") && text.contains("(worst 1.048x the cache)"), "{text}");
+        assert!(text.contains("1 of 1 (worst 1.050x)") && text.contains("(worst 1.048x the cache;"), "{text}");
         assert!(table(&pairs, 500).contains("1000/170"));
 
         let (text, pass) = verdict(&[pair(HeapKind::Gc, "goal", [1000, 1051], [20, 520])]);
