@@ -242,6 +242,18 @@ void mi_acct_refresh(mi_heap_t* heap) mi_attr_noexcept {
   mi_heap_acct_publish(heap);
 }
 
+// Refresh every heap of the thread that owns `heap` (NULL: the calling
+// thread): its default heap and its GC heaps, all on its `tld->heaps` list.
+// The list and the heaps are the owner's: another thread may walk them only
+// while the owner is stopped, as for `mi_acct_refresh`.
+void mi_acct_refresh_thread(mi_heap_t* heap) mi_attr_noexcept {
+  if (heap == NULL) { heap = mi_prim_get_default_heap(); }
+  if (heap == NULL || !mi_heap_is_initialized(heap)) return;
+  for (mi_heap_t* curr = heap->tld->heaps; curr != NULL; curr = curr->next) {
+    mi_acct_refresh(curr);
+  }
+}
+
 // One heap's share of the estimate: what its pages carry (as of their last
 // sync), published or not. Two relaxed loads of owner-written counters, so
 // any thread may read any live heap's figure.

@@ -242,25 +242,28 @@ pub fn refresh_estimate() {
     unsafe { ffi::mi_acct_refresh(core::ptr::null_mut()) }
 }
 
-/// The calling thread's mimalloc heap, for [`refresh_heap`] by another
+/// The calling thread's mimalloc heap, for [`refresh_thread_heaps`] by another
 /// thread while this one is parked. May allocate (initializes the heap).
 pub(crate) fn current_heap() -> *mut c_void {
     // SAFETY: returns the calling thread's heap; no preconditions.
     unsafe { ffi::mi_heap_get_default() }
 }
 
-/// Refreshes another thread's heap, as [`refresh_estimate`] does for the
-/// calling thread's (without processing mimalloc's delayed-free list of that thread: its
-/// blocks are subtracted instead).
+/// Refreshes every heap of another thread (its global heap and its heaps of
+/// every [`GcHeap`](crate::GcHeap)), as [`refresh_estimate`] does for the
+/// calling thread's global heap (without processing mimalloc's delayed-free
+/// list of that thread: its blocks are subtracted instead); `NULL`: every
+/// heap of the calling thread.
 ///
 /// # Safety
 ///
-/// `heap` is from [`current_heap`] on a thread that is parked, touching no
-/// heap, from before this call until after it, with both ends ordered by
-/// acquire/release (a stop-the-world safepoint).
-pub(crate) unsafe fn refresh_heap(heap: *mut c_void) {
-    // SAFETY: the caller guarantees exclusive access to the heap meanwhile.
-    unsafe { ffi::mi_acct_refresh(heap) }
+/// `heap` is null, or from [`current_heap`] on a thread that is parked,
+/// touching no heap, from before this call until after it, with both ends
+/// ordered by acquire/release (a stop-the-world safepoint).
+pub(crate) unsafe fn refresh_thread_heaps(heap: *mut c_void) {
+    // SAFETY: the calling thread's own heaps, or (the caller guarantees)
+    // those of a thread that touches none of them meanwhile.
+    unsafe { ffi::mi_acct_refresh_thread(heap) }
 }
 
 /// What the counters say, what the pages carry and what a recount of the

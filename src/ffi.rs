@@ -71,6 +71,9 @@ mimalloc_fns! {
     /// Syncs every page of `heap` (NULL: the calling thread's); another
     /// thread's heap only while that thread is parked at a safepoint.
     fn mi_acct_refresh(heap: *mut c_void);
+    /// `mi_acct_refresh` for every heap of `heap`'s thread (its GcHeaps'
+    /// included), on the same terms.
+    fn mi_acct_refresh_thread(heap: *mut c_void);
     fn mi_heap_get_default() -> *mut c_void;
     /// What `heap`'s pages carry (NULL: the calling thread's heap).
     fn mi_acct_heap_bytes(heap: *const c_void) -> usize;

@@ -17,7 +17,10 @@
 //! # Concepts
 //!
 //! * **mutator**: a thread of the runtime that allocates and changes the
-//!   object graph (as opposed to the collector).
+//!   object graph (as opposed to the collector). A stop of the world parks
+//!   registered threads only ([`register_thread`]): a mutator that was never
+//!   registered runs straight through a stop ([`current_thread_state`] is
+//!   the check).
 //! * **slow-path event**: one of mimalloc's rarer allocator steps (a page
 //!   fills up, a fresh page is taken, a page is emptied, a thread exits); the
 //!   estimate is updated only there, never on the allocation or free fast
@@ -66,7 +69,9 @@
 //!   blocks belongs to a heap of that tag or to none (abandoned).
 //!   [`GcHeap::estimate`] is its share of the estimate.
 //! * **young allocations**: what [`GcTrigger::record_alloc`] counts since the
-//!   last collection (objects, or whatever unit the runtime's threshold uses).
+//!   last collection: objects the collector manages, 1 per object whatever
+//!   buffer it owns (the buffer's bytes reach the trigger through the
+//!   estimate), never bytes.
 //!
 //! # Layout
 //!
@@ -87,7 +92,8 @@
 //! | an incremental collector to keep its pauses short | [`GcTrigger::incremental_pacing`]: the balanced limit as a sleep and a work rate per allocated byte ([`IncrementalPacing`]); [`DebtMeter`] for count-paced collectors |
 //! | a runtime's objects apart from the rest of the program, with their own figure and a walk of their blocks | [`GcHeap`]: an `Allocator` (`Box<T, &GcHeap>`), [`GcHeap::estimate`], [`GcHeap::visit_blocks`], and [`MemorySource::GcHeap`] for the trigger |
 //! | lock-free readers and retired objects | [`register_thread`], [`ThreadHandle::quiescent`], [`qsbr::retire`], [`qsbr::retire_block`] (the algorithm is described in [`qsbr`]); a report of a thread that holds goals back ([`qsbr::set_lag_report`]) |
-//! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]) |
+//! | to stop the mutators | [`stop_the_world`], or [`stop_the_world_timeout`], which names the threads that did not reach a safepoint ([`StallError`]); only registered threads are stopped, so assert [`current_thread_state`] in each mutator (or count [`qsbr::Stats::registered_threads`]) |
+//! | to collect on a dedicated collector thread (one that frees the mutators' objects) | [`GcTrigger::collected`] called before the [`StopTheWorld`] is dropped: it refreshes every parked mutator's share of the estimate |
 //! | a registered thread to block (join, recv, a lock, I/O) without holding QSBR goals or stops back | [`ThreadHandle::blocking`] |
 //! | freed object headers to stay readable by optimistic readers | type-stable pages, on by default: an emptied page serves only its own size class until every registered thread has quiesced ([`set_page_reuse_delay`]) |
 //!
@@ -107,9 +113,8 @@
 //!     if trigger.should_collect() {
 //!         let world = gcmalloc::stop_the_world(); // other mutators parked
 //!         /* mark and sweep */
-//!         world.refresh_estimate();             // their share of the estimate
+//!         trigger.collected();                  // every parked thread's share, then the baseline
 //!         drop(world);
-//!         trigger.collected();                  // this thread's share, then the baseline
 //!     }
 //! }
 //! ```
@@ -154,7 +159,7 @@ pub use runtime::registry::ThreadState;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use runtime::thread::__loom_exit_guard;
-pub use runtime::thread::{register_thread, ThreadHandle};
+pub use runtime::thread::{current_thread_state, register_thread, ThreadHandle};
 #[doc(hidden)]
 pub use runtime::type_stable::__test_treat_pages_as_far;
 pub use runtime::type_stable::{

@@ -259,3 +259,52 @@ fn registering_and_attaching_wait_while_stopped() {
     assert!(attached.load(Ordering::SeqCst));
     me.attach();
 }
+
+/// A stop parks registered threads only: an unregistered thread runs
+/// straight through it, and `current_thread_state` is how a runtime tells a
+/// registered mutator from a forgotten one.
+#[test]
+fn only_registered_threads_stop_and_current_thread_state_tells_them() {
+    let _s = serial();
+    let (registered, forgotten) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let done = Arc::new(AtomicBool::new(false));
+    let spin = |count: Arc<AtomicUsize>, done: Arc<AtomicBool>, register: bool| {
+        thread::spawn(move || {
+            let me = register.then(register_thread);
+            let state = gcmalloc::current_thread_state();
+            while !done.load(Ordering::SeqCst) {
+                count.fetch_add(1, Ordering::SeqCst);
+                if let Some(me) = &me {
+                    me.quiescent();
+                }
+            }
+            state
+        })
+    };
+    let threads = [spin(registered.clone(), done.clone(), true), spin(forgotten.clone(), done.clone(), false)];
+    while registered.load(Ordering::SeqCst) == 0 || forgotten.load(Ordering::SeqCst) == 0 {
+        thread::yield_now();
+    }
+    let world = stop_the_world();
+    let at_stop = (registered.load(Ordering::SeqCst), forgotten.load(Ordering::SeqCst));
+    thread::sleep(Duration::from_millis(20));
+    let (r, f) = (registered.load(Ordering::SeqCst), forgotten.load(Ordering::SeqCst));
+    drop(world);
+    done.store(true, Ordering::SeqCst);
+    let states = threads.map(|t| t.join().unwrap());
+    assert_eq!(states, [Some(ThreadState::Attached), None], "registered, and forgotten");
+    assert_eq!(r, at_stop.0, "the registered thread ran during the stop");
+    assert!(f > at_stop.1, "the unregistered thread is not stopped: it ran on");
+
+    thread::spawn(|| {
+        let me = register_thread();
+        me.blocking(|| assert_eq!(gcmalloc::current_thread_state(), Some(ThreadState::Detached)));
+        let again = register_thread();
+        drop(me);
+        assert_eq!(gcmalloc::current_thread_state(), Some(ThreadState::Attached), "one handle left");
+        drop(again);
+        assert_eq!(gcmalloc::current_thread_state(), None, "unregistered with its last handle");
+    })
+    .join()
+    .unwrap();
+}

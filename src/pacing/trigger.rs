@@ -18,6 +18,7 @@ use crate::pacing::limit::MemoryLimit;
 use crate::pacing::proc_memory;
 use crate::pacing::signals::{Setup, Signals};
 use crate::pacing::stats::{CollectReason, Counters, TriggerStats};
+use crate::runtime::world;
 use crate::sync::{const_thread_local, AtomicU64, AtomicUsize, Ordering};
 use Ordering::{AcqRel, Acquire, Relaxed, Release};
 
@@ -376,26 +377,123 @@ struct Counts {
 /// [`DebtMeter`](crate::DebtMeter) adds the estimate's growth as debt (see
 /// there for the example), and `Arena::collect_debt` does the rest.
 ///
-/// **rust-gc (`gc`), rust-cc and boa_gc** collect when told to: check at the
-/// runtime's safepoints (for example once per interpreted statement or loop
-/// back-edge) and force a collection. They are thread-local collectors, so
-/// each thread keeps its own trigger (a `thread_local!`) and records its own
-/// allocations:
+/// **rust-cc**, **rust-gc** (`gc`) and **boa_gc** are thread-local
+/// collectors that collect when told to: check at the runtime's safepoints
+/// (for example once per interpreted statement or loop back-edge) and force a
+/// collection. Each thread keeps its own trigger (a `thread_local!`) and
+/// records its own allocations. Turn the collector's own trigger off, or
+/// both decide and it collects more often than either alone. The example
+/// runs as a doctest on rust-cc 0.6:
 ///
-/// ```ignore
+/// ```
+/// use std::cell::RefCell;
+/// use gcmalloc::GcTrigger;
+/// use rust_cc::{collect_cycles, Cc, Finalize, Trace};
+///
+/// #[global_allocator]
+/// static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
+///
 /// thread_local! { static TRIGGER: GcTrigger = GcTrigger::default(); }
 ///
+/// #[derive(Trace, Finalize)]
+/// struct Node {
+///     next: RefCell<Option<Cc<Node>>>,
+///     payload: Vec<u8>, // rust-cc counts the Cc, not this buffer; the estimate counts both
+/// }
+///
+/// /// Where the runtime makes an object: one allocation, whatever its buffer.
+/// fn new_node(payload: usize) -> Cc<Node> {
+///     TRIGGER.with(|t| t.record_alloc(1));
+///     Cc::new(Node { next: RefCell::new(None), payload: vec![0; payload] })
+/// }
+///
+/// /// At the runtime's safepoints.
 /// fn safepoint() {
 ///     TRIGGER.with(|t| {
 ///         if t.should_collect() {
-///             gc::force_collect();          // rust-gc
-///             // rust_cc::collect_cycles(); // rust-cc
-///             // boa_gc::force_collect();   // boa_gc
-///             t.collected();
+///             collect_cycles();
+///             t.collected(); // the new baseline: what the collection left
 ///         }
 ///     });
 /// }
+///
+/// // rust-cc's own trigger off (a per-thread setting, as its collector).
+/// rust_cc::config::config(|c| c.set_auto_collect(false)).unwrap();
+/// for _ in 0..20_000 {
+///     let (a, b) = (new_node(1024), new_node(1024));
+///     *a.next.borrow_mut() = Some(b.clone());
+///     *b.next.borrow_mut() = Some(a); // a cycle: garbage once `b` is dropped
+///     drop(b);
+///     safepoint();
+/// }
+/// // How often it collected, and why: rust-cc counts every collection,
+/// // the trigger those it asked for.
+/// let stats = TRIGGER.with(|t| t.stats());
+/// assert!(stats.collections > 0, "{stats:?}");
+/// assert_eq!(rust_cc::state::executions_count().unwrap() as u64, stats.collections);
 /// ```
+///
+/// rust-gc and boa_gc are not dev-dependencies (so not compiled here); the
+/// same shape works with `gc::force_collect()` or `boa_gc::force_collect()`
+/// in place of `collect_cycles()`. Neither has a switch for its own trigger,
+/// which collects when its count of object bytes passes a threshold that
+/// grows with its heap: rust-gc lets a runtime raise that threshold out of
+/// the way (`gc::configure(|c| c.threshold = usize::MAX)`, crate feature
+/// `unstable-config`) and counts its collections (`gc::stats()`, feature
+/// `unstable-stats`); boa_gc (0.17) exposes neither, so its own collections
+/// come on top of the trigger's.
+///
+/// # What to count, and which pacing
+///
+/// [`record_alloc`](Self::record_alloc) counts **objects**: pass 1 for each
+/// object the collector manages, as CPython counts its tracked objects. An
+/// object that owns a buffer (a string, a vector) is still 1: its buffer's
+/// bytes reach the decision through the memory source, which counts every
+/// byte gcmalloc allocated, whoever counts the object. Bytes are the wrong
+/// unit: the default threshold of 2,000 would then pass every few objects,
+/// and the cap (40 × threshold) would force a collection every 80 KB.
+///
+/// The threshold is how many objects may be made between two looks at
+/// memory, and so between two collections: lower it for runtimes whose
+/// objects are few and large (each look costs what the source costs: ~2 ns
+/// for the estimate, ~1 µs for RSS), raise it when collecting is expensive
+/// and objects are small. The pacing decides how much memory growth makes a
+/// collection worthwhile:
+///
+/// * [`Pacing::Gate`] (the default, 10 %): memory stays close to the live
+///   heap (peak about 1.1 × live, plus what `threshold` objects hold), at
+///   the price of frequent collections when the live heap is small or the
+///   garbage is small cycles. On rust-cc with payloadless cycles, the 10 %
+///   gate collected 54 times where rust-cc's own trigger collected 10.
+/// * [`Pacing::Goal`] (Go's `GOGC`): lets memory grow to
+///   `(1 + gogc / 100)` × the live heap (and at least `min_heap`) before it
+///   collects: `gogc: 100` allows twice the live heap, and collected 8 times
+///   on the same run. Fewer collections, more memory; the choice for a
+///   runtime whose collections are costly.
+/// * [`Pacing::BALANCED`]: sets the growth from the measured allocation rate
+///   and collection speed; use it when collections vary in cost.
+///
+/// Whatever the pacing, the memory source must fall when the collector
+/// frees: the estimate does, RSS does not (see [`MemorySource`]).
+///
+/// # Should a single-threaded collector register its thread?
+///
+/// Not for the trigger: [`record_alloc`](Self::record_alloc),
+/// [`should_collect`](Self::should_collect), [`collected`](Self::collected)
+/// and the [`estimate`](crate::estimate) work on any thread, registered or
+/// not. Registration ([`register_thread`](crate::register_thread)) buys
+/// QSBR ([`qsbr::retire`](crate::qsbr::retire): freeing objects that
+/// lock-free readers may still hold) and [`stop_the_world`](crate::stop_the_world)
+/// (parking other mutators); a collector whose objects never leave their
+/// thread (rust-cc, rust-gc, boa_gc) needs neither. It costs a quiescent
+/// state at every safepoint, or memory: once any thread has registered,
+/// emptied pages wait for a QSBR goal before another size class or the OS
+/// may have them ([type-stable pages](crate::set_page_reuse_delay)), and a
+/// registered thread that never calls
+/// [`quiescent`](crate::ThreadHandle::quiescent) holds every goal back, so
+/// that memory grows ([`qsbr::set_lag_report`](crate::qsbr::set_lag_report)
+/// reports it). Register only if the runtime retires objects or stops the
+/// world, and then every mutator.
 #[derive(Debug)]
 pub struct GcTrigger {
     config: TriggerBuilder,
@@ -426,7 +524,10 @@ impl GcTrigger {
         self.config.source
     }
 
-    /// Records `n` allocations by the calling thread. Batched per thread:
+    /// Records `n` allocations by the calling thread: objects the collector
+    /// manages, 1 per object whatever buffer it owns (the memory source sees
+    /// the buffer's bytes; see [What to count](Self#what-to-count-and-which-pacing)).
+    /// Batched per thread:
     /// other threads see them within [`RECORD_BATCH`] allocations, and a
     /// thread's remainder is added when it exits (by a thread-local
     /// destructor: after `JoinHandle::join` returns, not necessarily when a
@@ -513,12 +614,60 @@ impl GcTrigger {
     /// while this runs may be dropped; call it while the collector excludes
     /// them (e.g. under a stop-the-world) for exact counts.
     ///
-    /// With [`MemorySource::Estimate`] it first refreshes the calling
-    /// thread's share of the estimate ([`refresh_estimate`](crate::refresh_estimate)),
-    /// so the baseline counts what the collection freed; a collector that
-    /// freed other threads' objects under a stop calls
-    /// [`StopTheWorld::refresh_estimate`](crate::StopTheWorld::refresh_estimate)
-    /// before the restart.
+    /// With [`MemorySource::Estimate`] or [`MemorySource::GcHeap`] it first
+    /// refreshes the estimate, so that the baseline counts what the
+    /// collection freed:
+    ///
+    /// * called by the thread that holds a [`StopTheWorld`](crate::StopTheWorld),
+    ///   it refreshes every heap of that thread and of every thread the stop
+    ///   parked at a safepoint, as
+    ///   [`StopTheWorld::refresh_estimate`](crate::StopTheWorld::refresh_estimate)
+    ///   does. So a **dedicated collector thread**, which frees the mutators'
+    ///   objects but allocated none of them, calls it before it drops the
+    ///   stop (example below). Threads stopped while detached are not
+    ///   refreshed: what the collection freed of theirs stays counted until
+    ///   their own allocator slow paths;
+    /// * called with no stop held, it refreshes the calling thread's share
+    ///   only ([`refresh_estimate`](crate::refresh_estimate), or
+    ///   [`GcHeap::refresh`](crate::GcHeap::refresh)): right for a mutator
+    ///   that collects its own objects, but after a stop has ended the other
+    ///   threads' heaps can no longer be refreshed, and the baseline stays
+    ///   near the pre-collection figure for what the collection freed of
+    ///   theirs (unless the holder called `StopTheWorld::refresh_estimate`
+    ///   before the restart).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use gcmalloc::{GcTrigger, MemorySource};
+    ///
+    /// #[global_allocator]
+    /// static GLOBAL: gcmalloc::GcMalloc = gcmalloc::GcMalloc;
+    ///
+    /// // Objects a mutator allocated; a collector thread will free them.
+    /// let heap: Arc<Mutex<Vec<Box<[u64; 8]>>>> = Arc::default();
+    /// let trigger = GcTrigger::builder().source(MemorySource::Estimate).build();
+    /// let mutator = {
+    ///     let heap = Arc::clone(&heap);
+    ///     std::thread::spawn(move || {
+    ///         let me = gcmalloc::register_thread();
+    ///         heap.lock().unwrap().extend((0..100_000).map(|i| Box::new([i; 8])));
+    ///         while !heap.lock().unwrap().is_empty() {
+    ///             me.quiescent(); // the safepoint where a stop parks it
+    ///         }
+    ///     })
+    /// };
+    /// while heap.lock().unwrap().len() < 100_000 {
+    ///     std::thread::yield_now();
+    /// }
+    /// let before = gcmalloc::usage().exact();
+    /// // The collector: stop, sweep, then `collected()` before the restart.
+    /// let world = gcmalloc::stop_the_world();
+    /// heap.lock().unwrap().clear(); // frees the mutator's objects: ~6 MiB
+    /// trigger.collected();          // refreshes the parked mutator's heap too
+    /// drop(world);
+    /// assert!(trigger.baseline() + (4 << 20) < before, "{} vs {before}", trigger.baseline());
+    /// mutator.join().unwrap();
+    /// ```
     ///
     /// With [`Pacing::Balanced`] or a soft limit, the collection's duration
     /// is measured from the last "collect" (or from
@@ -582,14 +731,17 @@ impl GcTrigger {
         self.heap_limit().map(|limit| IncrementalPacing::for_limit(self.baseline(), limit))
     }
 
-    /// The memory now held, the calling thread's share of the estimate
-    /// refreshed first. Runs the source, which may be user code that panics.
+    /// The memory now held, the estimate refreshed first: the calling
+    /// thread's share, and under a stop that thread holds every parked
+    /// thread's too. Runs the source, which may be user code that panics.
     fn memory_after_collection(&self) -> usize {
-        if matches!(self.config.source, MemorySource::Estimate) {
-            crate::refresh_estimate();
-        }
-        if let MemorySource::GcHeap(heap) = self.config.source {
-            heap.refresh();
+        match self.config.source {
+            MemorySource::Estimate | MemorySource::GcHeap(_) if world::holds_stop() => {
+                world::refresh_stopped_threads();
+            }
+            MemorySource::Estimate => crate::refresh_estimate(),
+            MemorySource::GcHeap(heap) => heap.refresh(),
+            MemorySource::Rss | MemorySource::None | MemorySource::Custom(_) => {}
         }
         self.config.source.read().unwrap_or(0)
     }

@@ -74,7 +74,8 @@ pub(crate) mod state {
 }
 
 /// The state of a registered thread, as reported by diagnostics
-/// ([`crate::qsbr::Laggard`], [`crate::StallError`]).
+/// ([`crate::qsbr::Laggard`], [`crate::StallError`]) and by
+/// [`crate::current_thread_state`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ThreadState {

@@ -89,6 +89,33 @@ pub fn register_thread() -> ThreadHandle {
     ThreadHandle { registration, _not_send: PhantomData }
 }
 
+/// The calling thread's state, or `None` if it is not registered: the check
+/// a runtime asserts where its mutators start (or in its allocation path, in
+/// debug builds), because a stop of the world parks only registered threads.
+/// A mutator that was never registered runs straight through a
+/// [`stop_the_world`](crate::stop_the_world) and through every QSBR goal,
+/// and nothing else reports it. Two loads; never allocates.
+///
+/// ```
+/// use gcmalloc::{current_thread_state, ThreadState};
+///
+/// std::thread::spawn(|| {
+///     assert_eq!(current_thread_state(), None, "not yet a mutator");
+///     let me = gcmalloc::register_thread();
+///     // Where the runtime's mutator loop starts:
+///     assert_eq!(current_thread_state(), Some(ThreadState::Attached));
+///     me.blocking(|| assert_eq!(current_thread_state(), Some(ThreadState::Detached)));
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+pub fn current_thread_state() -> Option<ThreadState> {
+    let slot = current_slot()?;
+    // Relaxed: a snapshot for the caller's own thread, whose state only a
+    // stop changes meanwhile.
+    ThreadState::from_raw(slot.state.load(Ordering::Relaxed))
+}
+
 /// A registered thread's handle: announce quiescent states, detach around
 /// blocking calls. Not `Send`: it stands for the thread that registered.
 /// Dropping the last handle unregisters the thread.

@@ -94,7 +94,7 @@ pub(crate) struct ForkHold {
 /// [`fork_lock_requester`], last (it is a leaf: nothing is locked after it).
 #[cfg(all(unix, not(loom)))]
 pub(crate) fn fork_take_turn() -> (bool, MutexGuard<'static, bool>) {
-    let turn = !HOLDS_STOP.try_with(Cell::get).unwrap_or(false) && take_turn(world(), current_slot(), None);
+    let turn = !holds_stop() && take_turn(world(), current_slot(), None);
     (turn, lock(&world().turn))
 }
 
@@ -122,7 +122,7 @@ pub(crate) fn fork_release(hold: ForkHold) {
 /// free — and otherwise no stop is in effect.
 #[cfg(all(unix, not(loom)))]
 pub(crate) fn fork_child(mut hold: ForkHold, inner: &mut MutexGuard<'_, RegistryInner>) {
-    let mine = HOLDS_STOP.try_with(Cell::get).unwrap_or(false);
+    let mine = holds_stop();
     inner.stopping = mine;
     // Release, as every count-down is: the stop's Acquire load of it then
     // ends its wait. (One thread: no other order to keep.)
@@ -141,7 +141,7 @@ pub(crate) fn release_turn() {
 /// Panics if the current thread holds a stop: `what` would wait for that
 /// stop to end, forever.
 pub(crate) fn assert_not_stopping(what: &str) {
-    if HOLDS_STOP.try_with(Cell::get).unwrap_or(false) {
+    if holds_stop() {
         panic!(
             "gcmalloc: {what} on the thread that holds a StopTheWorld would wait for that stop to end, \
              forever; drop the StopTheWorld first (register threads before stopping the world)"
@@ -161,6 +161,8 @@ pub(crate) fn assert_not_stopping(what: &str) {
 /// (trace, move or free objects of other threads), and call QSBR functions.
 /// Detached threads may still be running code that does not touch managed
 /// memory — including allocating: the allocator itself is not stopped.
+/// Threads that are not registered are not stopped at all (see
+/// [`stop_the_world`]).
 /// Registering a thread, or starting another stop, from the requesting thread
 /// panics (either would wait for this stop to end).
 #[must_use = "the world restarts when the guard is dropped"]
@@ -176,13 +178,17 @@ impl fmt::Debug for StopTheWorld {
 }
 
 impl StopTheWorld {
-    /// Refreshes the estimate for the calling thread's heap and for the heap
-    /// of every thread parked at a safepoint, as
-    /// [`refresh_estimate`](crate::refresh_estimate) does for one heap: call
-    /// it after a collection freed objects of other threads, before the
-    /// world restarts. Threads stopped while detached are not refreshed (they
-    /// may be allocating); their heaps converge at their own slow paths.
-    /// O(pages of the refreshed heaps); allocates nothing.
+    /// Refreshes the estimate for every heap of the calling thread and of
+    /// every thread parked at a safepoint (their [`GcHeap`](crate::GcHeap)s'
+    /// heaps included), as [`refresh_estimate`](crate::refresh_estimate)
+    /// does for one heap: call it after a collection freed objects of other
+    /// threads, before the world restarts. Threads stopped while detached
+    /// are not refreshed (they may be allocating); their heaps converge at
+    /// their own slow paths. O(pages of the refreshed heaps); allocates
+    /// nothing.
+    ///
+    /// [`GcTrigger::collected`](crate::GcTrigger::collected) called by the
+    /// holder of the stop does this itself.
     ///
     /// ```
     /// let world = gcmalloc::stop_the_world();
@@ -191,17 +197,30 @@ impl StopTheWorld {
     /// drop(world);
     /// ```
     pub fn refresh_estimate(&self) {
-        crate::refresh_estimate();
-        for slot in registry().slots() {
-            // Acquire: pairs with the thread's release CAS as it parked, so
-            // its heap pointer and every change it made to its heap are seen.
-            if slot.state.load(Ordering::Acquire) == state::SUSPENDED_ATTACHED {
-                // SAFETY: the thread is parked at a safepoint (it touches no
-                // heap) until this guard's restart, whose release CAS orders
-                // this refresh before its wake-up; it recorded its own heap
-                // before parking.
-                unsafe { crate::accounting::refresh_heap(slot.heap.load(Ordering::Relaxed)) };
-            }
+        refresh_stopped_threads();
+    }
+}
+
+/// True if the calling thread holds a [`StopTheWorld`].
+pub(crate) fn holds_stop() -> bool {
+    HOLDS_STOP.try_with(Cell::get).unwrap_or(false)
+}
+
+/// [`StopTheWorld::refresh_estimate`]; only on the thread that holds the
+/// stop (see [`holds_stop`]).
+pub(crate) fn refresh_stopped_threads() {
+    debug_assert!(holds_stop(), "refreshing other threads' heaps needs a stop");
+    // SAFETY: null: the calling thread's own heaps.
+    unsafe { crate::accounting::refresh_thread_heaps(core::ptr::null_mut()) };
+    for slot in registry().slots() {
+        // Acquire: pairs with the thread's release CAS as it parked, so
+        // its heap pointer and every change it made to its heaps are seen.
+        if slot.state.load(Ordering::Acquire) == state::SUSPENDED_ATTACHED {
+            // SAFETY: the thread is parked at a safepoint (it touches no
+            // heap) until the restart of the stop the caller holds, whose
+            // release CAS orders this refresh before its wake-up; it
+            // recorded its own heap before parking.
+            unsafe { crate::accounting::refresh_thread_heaps(slot.heap.load(Ordering::Relaxed)) };
         }
     }
 }
@@ -338,6 +357,44 @@ pub fn set_stall_report(every: Duration, report: fn(&StallError)) {
 
 /// Stops every other registered thread and returns when all of them are
 /// parked (at a safepoint, or detached). Dropping the guard restarts them.
+///
+/// **Only registered threads are stopped.** A thread that never called
+/// [`register_thread`](crate::register_thread) (or whose last handle was
+/// dropped) is not waited for and not parked: it runs straight through the
+/// stop, reading and writing whatever the collector is tracing. Register
+/// every mutator before it touches the runtime's heap, and make it reach
+/// [`quiescent`](crate::ThreadHandle::quiescent) (the safepoint) regularly;
+/// a detached registered thread is stopped too, but may still run code that
+/// touches no managed memory. To catch a forgotten registration, a runtime
+/// asserts [`current_thread_state`](crate::current_thread_state) is
+/// `Some(_)` where each mutator starts, or compares
+/// [`qsbr::stats`](crate::qsbr::stats)`().registered_threads` with the
+/// mutators it started:
+///
+/// ```
+/// use std::sync::{Arc, Barrier};
+///
+/// let mutators = 2;
+/// let ready = Arc::new(Barrier::new(mutators + 1));
+/// let threads: Vec<_> = (0..mutators)
+///     .map(|_| {
+///         let ready = Arc::clone(&ready);
+///         std::thread::spawn(move || {
+///             let me = gcmalloc::register_thread();
+///             assert!(gcmalloc::current_thread_state().is_some(), "a mutator is registered");
+///             me.blocking(|| ready.wait()); // registered
+///             me.blocking(|| ready.wait()); // collected
+///         })
+///     })
+///     .collect();
+/// ready.wait();
+/// let world = gcmalloc::stop_the_world(); // a collector thread, not registered
+/// let registered = gcmalloc::qsbr::stats().registered_threads;
+/// assert_eq!(registered, mutators, "a mutator the stop does not park");
+/// drop(world);
+/// ready.wait();
+/// threads.into_iter().for_each(|t| t.join().unwrap());
+/// ```
 ///
 /// Waits without spinning. Another stop in progress is waited for first. The
 /// caller may be registered (it is never waited for) or not. It waits as
