@@ -63,15 +63,20 @@ pub fn estimate_source() -> MemorySource {
     }
 }
 
-/// With `--heap gc`, under a stop of the world, after a collection that
-/// freed other threads' objects: their shares of the GcHeap's figure,
-/// exact again (each thread's share is otherwise synced at its own page
-/// events), so that the trigger's baseline counts no garbage.
-pub fn refresh_stopped(_world: &gcmalloc::StopTheWorld) {
+/// With `--heap gc`, after a collection that freed other threads' objects:
+/// their shares of the GcHeap's figure, exact again (each thread's share is
+/// otherwise synced at its own page events), so that the trigger's baseline
+/// counts no garbage. `collected()` under a stop refreshes the threads
+/// parked at a safepoint only, not those detached (waiting for their turn
+/// to collect).
+///
+/// # Safety
+///
+/// As for `GcHeap::refresh_stopped`: no other thread allocates toy objects
+/// or exits while it runs.
+pub unsafe fn refresh_stopped(_world: &gcmalloc::StopTheWorld) {
     if let Some(heap) = GC_HEAP.get() {
-        // SAFETY: the world is stopped, so every thread that allocates toy
-        // objects is parked or detached; the other threads of the program
-        // (the noise) never allocate from this GcHeap.
+        // SAFETY: the caller guarantees it.
         unsafe { heap.refresh_stopped() }
     }
 }

@@ -232,11 +232,14 @@ fn run_threads(
 ) -> (Vec<Duration>, Vec<metrics::Sample>) {
     let heaps: Vec<Mutex<Heap>> = (0..threads).map(|_| Mutex::new(Heap::new(Arc::clone(gauge)))).collect();
     let collector = Mutex::new(());
+    // No mutator thread exits (abandoning its heaps) while another may be
+    // refreshing every thread's heap under a stop: see `threads.rs`.
+    let done = std::sync::Barrier::new(threads);
     let share = Shape { total: shape.total / threads, ..*shape };
     let samples = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|i| {
-                let (heaps, collector) = (&heaps, &collector);
+                let (heaps, collector, done) = (&heaps, &collector, &done);
                 let mut sampler = if i == 0 { Sampler::new(share.total, Arc::clone(gauge)) } else { Sampler::idle() };
                 s.spawn(move || {
                     let mut mutator = SharedMutator::new(&heaps[i], heaps, collector);
@@ -247,6 +250,8 @@ fn run_threads(
                         SEED + i as u64,
                         &mut sampler,
                     );
+                    drop(mutator);
+                    done.wait();
                     sampler.samples
                 })
             })

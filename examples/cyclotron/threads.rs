@@ -56,7 +56,12 @@ impl<'a> SharedMutator<'a> {
         for heap in self.all {
             lock(heap).collect();
         }
-        crate::gc_heap::refresh_stopped(&world);
+        // SAFETY: the world is stopped: every other mutator is parked at a
+        // safepoint, or detached only while it waits for `collector` above,
+        // where it allocates nothing, or done and waiting for the others
+        // before it exits (`run_threads`); no other thread of the program
+        // allocates toy objects.
+        unsafe { crate::gc_heap::refresh_stopped(&world) };
         trigger.collected();
         drop(world);
         lock(self.own).pauses.push(timer.stop());
