@@ -7,6 +7,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use super::GcHeap;
+use crate::accounting::Walking;
 use crate::ffi;
 
 struct Visit<F> {
@@ -58,9 +59,10 @@ impl GcHeap {
     /// allocation may reclaim pages into a heap being walked. Collect the
     /// blocks to free and free them after the walk. Nor may it start or end
     /// a thread, or call [`usage`](crate::usage), [`audit`](crate::audit),
-    /// or this GcHeap's `usage`, `audit`, `refresh_stopped` or
-    /// `visit_blocks` (they take the same lock). A panic in the callback
-    /// stops the walk and is resumed after it.
+    /// or any GcHeap's `usage`, `audit`, `refresh_stopped` or
+    /// `visit_blocks`: they take the lock the walk holds, so they panic
+    /// there (with a message) instead of waiting for it forever. A panic in
+    /// the callback stops the walk and is resumed after it.
     ///
     /// ```
     /// use allocator_api2::boxed::Box;
@@ -86,10 +88,12 @@ impl GcHeap {
     /// detached keeps running). Frees from other threads are fine.
     pub unsafe fn visit_blocks<F: FnMut(NonNull<u8>, usize) -> bool>(&self, f: F) -> bool {
         let mut visit = Visit { f, panic: None };
+        let walking = Walking::enter();
         // SAFETY: the caller guarantees the owners of the other heaps of the
         // tag are stopped; `visit` outlives the walk and matches `visit_one`.
         let done =
             unsafe { ffi::mi_gc_heap_visit_blocks(self.tag, visit_one::<F>, (&mut visit as *mut Visit<F>).cast()) };
+        drop(walking);
         if let Some(payload) = visit.panic {
             resume_unwind(payload);
         }
