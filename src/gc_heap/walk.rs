@@ -47,6 +47,13 @@ impl GcHeap {
     /// by another thread into a page of a stopped thread counts as free (the
     /// walk collects each page's free lists first).
     ///
+    /// `block` is where the block starts. For a block allocated with an
+    /// alignment its size class does not give (e.g. 8 bytes aligned to
+    /// 4 KiB, or any alignment of 1 MiB and more), mimalloc allocates a larger
+    /// block and returns an aligned pointer inside it: `f` gets the larger
+    /// block, and the pointer the allocator returned lies in
+    /// `block..block + usable_size`, up to the alignment past `block`.
+    ///
     /// **Cost**: a few ns per live block (the block's callback included;
     /// `cargo test --release --test gcheap_visit` prints the rate, over
     /// 100 M blocks/s on a 2-core machine), plus per page a pass over its
