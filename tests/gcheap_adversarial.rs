@@ -144,13 +144,7 @@ fn skip_known_bug(reason: &str) -> bool {
 /// Runs first: no thread of the process has registered, so the runtime's
 /// fork handlers are not installed; a program that only uses GcHeaps never
 /// installs them.
-///
-/// Known bug: without a registered thread nothing holds the heap list's
-/// lock across the fork, and the child hangs on it.
 fn a_forked_child_allocates_from_a_gc_heap_while_threads_come_and_go() {
-    if skip_known_bug("a fork while another thread holds the heap list's lock hangs the child") {
-        return;
-    }
     let churned = leak(GcHeap::new().unwrap());
     let fresh = leak(GcHeap::new().unwrap()); // never used in the parent
     let stop = Arc::new(AtomicBool::new(false));
