@@ -65,7 +65,8 @@ impl GcHeap {
     /// other GcHeap): a free may release the page being walked, and an
     /// allocation may reclaim pages into a heap being walked. Collect the
     /// blocks to free and free them after the walk. Nor may it start or end
-    /// a thread, or call [`usage`](crate::usage), [`audit`](crate::audit),
+    /// a thread, `fork` (the fork handlers wait for the lock the walk
+    /// holds), or call [`usage`](crate::usage), [`audit`](crate::audit),
     /// or any GcHeap's `usage`, `audit`, `refresh_stopped` or
     /// `visit_blocks`: they take the lock the walk holds, so they panic
     /// there (with a message) instead of waiting for it forever. A panic in
