@@ -342,18 +342,23 @@ fn locking_calls_inside_a_visit_callback_panic_instead_of_hanging() {
         ("GcHeap::usage", |h, _| {
             h.usage();
         }),
-        // SAFETY (both audits and the nested walk): the child has one thread.
         ("GcHeap::audit", |h, _| {
+            // SAFETY: called in a child process, which has one thread.
             unsafe { h.audit() };
         }),
         ("another GcHeap's visit_blocks", |_, o| {
+            // SAFETY: as above.
             unsafe { o.visit_blocks(|_, _| true) };
         }),
-        ("GcHeap::refresh_stopped", |h, _| unsafe { h.refresh_stopped() }),
+        ("GcHeap::refresh_stopped", |h, _| {
+            // SAFETY: as above.
+            unsafe { h.refresh_stopped() }
+        }),
         ("gcmalloc::usage", |_, _| {
             gcmalloc::usage();
         }),
         ("gcmalloc::audit", |_, _| {
+            // SAFETY: as above.
             unsafe { gcmalloc::audit() };
         }),
     ];
