@@ -110,12 +110,61 @@ void _mi_heap_acct_reset(mi_heap_t* heap) {
   Heap list
 ----------------------------------------------------------- */
 
+// The heap list's lock across fork(), and mimalloc's locks of the walks of
+// abandoned segments (each arena's, then the OS list's visit lock and list
+// lock, in the order a walk takes them): taken by the forking thread before
+// the fork and released after it in parent and child, so a child never
+// inherits one held by a thread that it does not have. Else its first heap
+// (a new thread's, a GC heap's) waits for the heap list forever, and so does
+// a walk of abandoned pages (`GcHeap::visit_blocks`, `audit`) for a walk or
+// reclaim that was in flight. Installed with the first heap, so before the
+// Rust runtime's handlers: those run first at a fork (fork handlers run in
+// reverse order) and these locks are taken after the runtime's.
+#if !defined(_WIN32)
+#include <pthread.h>
+
+static size_t mi_acct_fork_arenas;  // the arenas whose lock the prepare took
+
+static void mi_acct_fork_prepare(void) {
+  mi_lock_acquire(&mi_acct.lock);
+  mi_acct_fork_arenas = mi_arena_get_count();
+  for (size_t i = 0; i < mi_acct_fork_arenas; i++) {
+    mi_lock_acquire(&mi_arena_from_index(i)->abandoned_visit_lock);
+  }
+  mi_lock_acquire(&_mi_subproc_from_id(mi_subproc_main())->abandoned_os_visit_lock);
+  mi_lock_acquire(&_mi_subproc_from_id(mi_subproc_main())->abandoned_os_lock);
+}
+
+static void mi_acct_fork_release(void) {
+  mi_lock_release(&_mi_subproc_from_id(mi_subproc_main())->abandoned_os_lock);
+  mi_lock_release(&_mi_subproc_from_id(mi_subproc_main())->abandoned_os_visit_lock);
+  for (size_t i = mi_acct_fork_arenas; i > 0; i--) {
+    mi_lock_release(&mi_arena_from_index(i - 1)->abandoned_visit_lock);
+  }
+  mi_lock_release(&mi_acct.lock);
+}
+
+static void mi_acct_fork_install(void) {
+  static _Atomic(uintptr_t) installed;  // 0, then 1 once a thread installs them
+  uintptr_t expected = 0;
+  // Relaxed: the CAS only elects the installing thread.
+  if mi_likely(mi_atomic_load_relaxed(&installed) != 0) return;
+  if (!mi_atomic_cas_strong(&installed, &expected, 1, mi_memory_order(relaxed), mi_memory_order(relaxed))) return;
+  if (pthread_atfork(&mi_acct_fork_prepare, &mi_acct_fork_release, &mi_acct_fork_release) != 0) {
+    _mi_warning_message("gcmalloc: pthread_atfork failed; a forked child may find the heap list locked\n");
+  }
+}
+#else
+static void mi_acct_fork_install(void) {}  // no fork()
+#endif
+
 // The lock is taken at every thread start and exit, for a few pointer writes:
 // under thread churn (2 threads creating 100k short threads,
 // scripts/thread-churn.sh) it does not show beside thread creation (40-57 us
 // per thread with it, 40-53 without, same run), so `mi_acct_usage` and
 // `mi_acct_audit` keep a plain list to walk.
 void _mi_heap_acct_register(mi_heap_t* heap) {
+  mi_acct_fork_install();
   mi_lock(&mi_acct.lock) {
     heap->acct_prev = NULL;
     heap->acct_next = mi_acct.heaps;
@@ -139,13 +188,6 @@ void _mi_heap_acct_unregister(mi_heap_t* heap) {
 }
 
 
-// The heap list's lock across fork(): taken by the forking thread before the
-// fork and released after it in parent and child, so a child never inherits
-// it held by a thread that it does not have (its next thread would block).
-void mi_acct_fork_lock(bool lock) mi_attr_noexcept {
-  if (lock) { mi_lock_acquire(&mi_acct.lock); }
-       else { mi_lock_release(&mi_acct.lock); }
-}
 
 
 /* -----------------------------------------------------------

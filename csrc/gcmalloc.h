@@ -95,7 +95,6 @@ typedef struct mi_acct_audit_s {
 mi_decl_export size_t mi_acct_estimate(void) mi_attr_noexcept;
 mi_decl_export void   mi_acct_usage(mi_acct_usage_t* usage) mi_attr_noexcept;
 mi_decl_export void   mi_acct_audit(mi_acct_audit_t* audit) mi_attr_noexcept;  // only while no other thread allocates or frees
-mi_decl_export void   mi_acct_fork_lock(bool lock) mi_attr_noexcept;           // hold the heap list's lock across fork(): true before, false after (parent and child)
 mi_decl_export void   mi_acct_refresh(mi_heap_t* heap) mi_attr_noexcept;       // NULL: the calling thread's heap; another's only while its owner is stopped
 mi_decl_export void   mi_acct_refresh_thread(mi_heap_t* heap) mi_attr_noexcept;  // every heap of `heap`'s thread (NULL: the calling one), as above
 mi_decl_export size_t mi_acct_heap_bytes(const mi_heap_t* heap) mi_attr_noexcept;  // NULL: the calling thread's heap: its share of the estimate

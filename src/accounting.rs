@@ -4,6 +4,7 @@
 //! What is counted and how far off the estimate can be is documented on
 //! [`Usage`], where users of the crate see it.
 
+use core::cell::Cell;
 use core::ffi::c_void;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -198,11 +199,48 @@ impl Usage {
 /// assert!(u.estimate.abs_diff(u.exact()) <= u.error_bound);
 /// ```
 pub fn usage() -> Usage {
+    refuse_inside_walk("gcmalloc::usage");
     let mut usage = zero_usage();
     // SAFETY: `Usage` has the layout of `mi_acct_usage_t`, which
     // `mi_acct_usage` fills in place.
     unsafe { ffi::mi_acct_usage(&mut usage) };
     usage
+}
+
+std::thread_local! {
+    /// True while this thread runs a `GcHeap::visit_blocks` walk, which
+    /// holds the list of heaps' lock while it calls back.
+    static WALKING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Panics if the calling thread is inside a `GcHeap::visit_blocks`
+/// callback: `what` takes the list of heaps' lock, which the walk holds, so
+/// it would wait for it forever. A thread-local flag, no allocation.
+pub(crate) fn refuse_inside_walk(what: &str) {
+    if WALKING.with(Cell::get) {
+        panic!(
+            "{what} was called inside a GcHeap::visit_blocks callback, whose walk holds the lock it takes: \
+             record what the callback needs and call it after the walk"
+        );
+    }
+}
+
+/// Marks the calling thread as walking a GcHeap until dropped (see
+/// [`refuse_inside_walk`]); refuses a walk inside a walk.
+pub(crate) struct Walking(());
+
+impl Walking {
+    pub(crate) fn enter() -> Walking {
+        refuse_inside_walk("GcHeap::visit_blocks");
+        WALKING.with(|w| w.set(true));
+        Walking(())
+    }
+}
+
+impl Drop for Walking {
+    fn drop(&mut self) {
+        WALKING.with(|w| w.set(false));
+    }
 }
 
 /// A `Usage` of zeros, for the C side to fill.
@@ -319,6 +357,7 @@ pub struct Audit {
 /// stopped while detached keeps running (and may allocate), and unregistered
 /// threads are not stopped at all.
 pub unsafe fn audit() -> Audit {
+    refuse_inside_walk("gcmalloc::audit");
     let mut audit = Audit { counted: 0, carried: 0, recounted: 0, exit_race: 0 };
     // SAFETY: `Audit` has the layout of `mi_acct_audit_t`, which
     // `mi_acct_audit` fills; the caller guarantees quiescence.

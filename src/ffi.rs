@@ -77,9 +77,6 @@ mimalloc_fns! {
     fn mi_heap_get_default() -> *mut c_void;
     /// What `heap`'s pages carry (NULL: the calling thread's heap).
     fn mi_acct_heap_bytes(heap: *const c_void) -> usize;
-    /// Takes (true) or releases (false) the accounting's heap-list lock.
-    #[cfg(all(unix, not(loom)))]
-    fn mi_acct_fork_lock(lock: bool);
     fn mi_page_delay_set_hooks(goal: PageGoalFn, reached: GoalReachedFn);
     fn mi_page_delay_set_budget(bytes: usize);
     fn mi_page_delay_budget() -> usize;

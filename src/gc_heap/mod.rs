@@ -10,6 +10,7 @@ mod walk;
 use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
+use crate::accounting::refuse_inside_walk;
 use crate::{ffi, Audit, Usage};
 
 /// A heap for one purpose: a runtime's collected objects, kept apart from
@@ -204,6 +205,7 @@ impl GcHeap {
     /// As for [`GcHeap::visit_blocks`]: no other thread allocates from or
     /// exits with a heap of this GcHeap while it runs.
     pub unsafe fn refresh_stopped(&self) {
+        refuse_inside_walk("GcHeap::refresh_stopped");
         // SAFETY: the caller guarantees every other owner of a heap of the
         // tag is stopped, which is what refreshing their heaps needs.
         unsafe { ffi::mi_gc_heap_refresh(self.tag, true) }
@@ -222,6 +224,7 @@ impl GcHeap {
     /// assert!(u.estimate.abs_diff(u.exact()) <= u.error_bound);
     /// ```
     pub fn usage(&self) -> Usage {
+        refuse_inside_walk("GcHeap::usage");
         let mut usage = crate::accounting::zero_usage();
         // SAFETY: `Usage` has the layout of `mi_acct_usage_t`, which
         // `mi_gc_heap_usage` fills in place.
@@ -239,6 +242,7 @@ impl GcHeap {
     /// As for [`audit`](crate::audit): no other thread allocates or frees
     /// with gcmalloc while it runs.
     pub unsafe fn audit(&self) -> Audit {
+        refuse_inside_walk("GcHeap::audit");
         let mut audit = Audit { counted: 0, carried: 0, recounted: 0, exit_race: 0 };
         // SAFETY: `Audit` has the layout of `mi_acct_audit_t`; the caller
         // guarantees quiescence.

@@ -7,6 +7,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use super::GcHeap;
+use crate::accounting::Walking;
 use crate::ffi;
 
 struct Visit<F> {
@@ -46,6 +47,13 @@ impl GcHeap {
     /// by another thread into a page of a stopped thread counts as free (the
     /// walk collects each page's free lists first).
     ///
+    /// `block` is where the block starts. For a block allocated with an
+    /// alignment its size class does not give (e.g. 8 bytes aligned to
+    /// 4 KiB, or any alignment of 1 MiB and more), mimalloc allocates a larger
+    /// block and returns an aligned pointer inside it: `f` gets the larger
+    /// block, and the pointer the allocator returned lies in
+    /// `block..block + usable_size`, up to the alignment past `block`.
+    ///
     /// **Cost**: a few ns per live block (the block's callback included;
     /// `cargo test --release --test gcheap_visit` prints the rate, over
     /// 100 M blocks/s on a 2-core machine), plus per page a pass over its
@@ -57,10 +65,12 @@ impl GcHeap {
     /// other GcHeap): a free may release the page being walked, and an
     /// allocation may reclaim pages into a heap being walked. Collect the
     /// blocks to free and free them after the walk. Nor may it start or end
-    /// a thread, or call [`usage`](crate::usage), [`audit`](crate::audit),
-    /// or this GcHeap's `usage`, `audit`, `refresh_stopped` or
-    /// `visit_blocks` (they take the same lock). A panic in the callback
-    /// stops the walk and is resumed after it.
+    /// a thread, `fork` (the fork handlers wait for the lock the walk
+    /// holds), or call [`usage`](crate::usage), [`audit`](crate::audit),
+    /// or any GcHeap's `usage`, `audit`, `refresh_stopped` or
+    /// `visit_blocks`: they take the lock the walk holds, so they panic
+    /// there (with a message) instead of waiting for it forever. A panic in
+    /// the callback stops the walk and is resumed after it.
     ///
     /// ```
     /// use allocator_api2::boxed::Box;
@@ -86,10 +96,12 @@ impl GcHeap {
     /// detached keeps running). Frees from other threads are fine.
     pub unsafe fn visit_blocks<F: FnMut(NonNull<u8>, usize) -> bool>(&self, f: F) -> bool {
         let mut visit = Visit { f, panic: None };
+        let walking = Walking::enter();
         // SAFETY: the caller guarantees the owners of the other heaps of the
         // tag are stopped; `visit` outlives the walk and matches `visit_one`.
         let done =
             unsafe { ffi::mi_gc_heap_visit_blocks(self.tag, visit_one::<F>, (&mut visit as *mut Visit<F>).cast()) };
+        drop(walking);
         if let Some(payload) = visit.panic {
             resume_unwind(payload);
         }

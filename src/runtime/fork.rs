@@ -11,10 +11,12 @@
 //! * **prepare** (forking thread, before the fork): takes the stop turn (so
 //!   no other thread's stop is in progress; it waits for one to end, as a
 //!   stop would) and the turn's lock, then the registry lock, the orphan
-//!   queue's lock, the accounting's heap-list lock (`mi_acct_fork_lock`)
-//!   and the stop requester's lock, in that order. It runs no user code:
-//!   taking the turn detaches the thread without reclaiming anything (a
-//!   reclaimed `Drop` that forked again would deadlock in libc's fork lock);
+//!   queue's lock and the stop requester's lock, in that order; then the
+//!   accounting's handler (`csrc/accounting.c`, installed with the first
+//!   heap, whether or not a thread registers) takes the heap list's lock.
+//!   It runs no user code: taking the turn detaches the thread without
+//!   reclaiming anything (a reclaimed `Drop` that forked again would
+//!   deadlock in libc's fork lock);
 //! * **parent**: releases them in reverse order;
 //! * **child**: frees every registration but the forking thread's (their
 //!   pending items are leaked: a thread may have been mid-push), resets
@@ -31,7 +33,6 @@
 use std::cell::RefCell;
 use std::sync::{MutexGuard, Once};
 
-use crate::ffi;
 use crate::runtime::qsbr::{self, domain};
 use crate::runtime::registry::{current_slot, registry, state, Inner as RegistryInner};
 use crate::runtime::world::{self, ForkHold};
@@ -68,16 +69,12 @@ extern "C" fn prepare() {
     let turn = world::fork_take_turn();
     let registry = registry().lock();
     let orphans = domain().lock_orphans();
-    // SAFETY: takes our accounting lock; released by `parent` or `child`.
-    unsafe { ffi::mi_acct_fork_lock(true) };
     let world = world::fork_lock_requester(turn);
     let mut held = Some(Held { world, registry, orphans });
     if HELD.try_with(|h| *h.borrow_mut() = held.take()).is_err() {
         // A fork from a thread-local destructor: nothing can be kept across
         // it, so nothing is held (the child is then as after a plain fork).
         if let Some(Held { world, registry, orphans }) = held {
-            // SAFETY: taken above, on this thread.
-            unsafe { ffi::mi_acct_fork_lock(false) };
             drop(orphans);
             drop(registry);
             world::fork_release(world);
@@ -108,8 +105,6 @@ fn release(
     orphans: MutexGuard<'static, crate::runtime::queue::Fifo>,
     world_release: impl FnOnce(ForkHold, &mut MutexGuard<'static, RegistryInner>),
 ) {
-    // SAFETY: `prepare` took it on this thread.
-    unsafe { ffi::mi_acct_fork_lock(false) };
     drop(orphans);
     world_release(world, &mut registry);
     drop(registry);
