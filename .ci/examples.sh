@@ -11,14 +11,15 @@ cargo test --release --manifest-path examples/cyclotron/Cargo.toml
 
 step "cyclotron: a short grid (chain), a tree point, two mutator threads, dumpster, gc-arena and rust-cc"
 cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --cycle 10,100 --extra 0,100000 --live 10000 --total 100000 \
-  --json target/cyclotron-ci.json --plot target/cyclotron-ci.svg
-cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --workload tree --cycle 10 --extra 10000 --live 10000 --total 100000
-cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --threads 2 --cycle 10 --extra 0,10000 --live 10000 --total 200000
+  --json target/cyclotron-ci.json --plot target/cyclotron-ci.svg --check
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --workload tree --cycle 10 --extra 10000 --live 10000 --total 100000 --check
+cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --threads 2 --cycle 10 --extra 0,10000 --live 10000 --total 200000 --check
 # Real collectors: a short form of `--runtime dumpster|gc-arena|rust-cc --quick`.
 # --check fails the step on a FAIL verdict: the peak-RSS verdicts, which
 # repeat within a few percent (the time lines are advisory). The toy's runs
-# above go without: its 0.5x-of-rss goal needs full-length runs (the rss
-# gate's 80,000-allocation cap a dozen times over), not 100,000 objects.
+# above are judged on stability only: its 0.5x-of-rss and trash goals need
+# runs of the default size (the rss gate's 80,000-allocation cap a dozen
+# times over), so under 1M objects those lines print "ok"/"miss".
 cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime dumpster --cycle 10 --extra 0,100k --live 10k --total 100000 --check
 cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --cycle 10 --extra 0,100k --live 10k --total 100000 --check
 cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --runtime gc-arena --workload tree --cycle 10 --extra 10k --live 10k --total 100000 --check

@@ -108,7 +108,7 @@ const RUN_BYTES: usize = 3 << 30;
 /// Bytes of one payload-less object (header, edges), for sizing runs.
 const OBJECT_BYTES: usize = 64;
 /// Bounds of a default-sized run, in objects.
-const MIN_TOTAL: usize = 1_000_000;
+pub const MIN_TOTAL: usize = 1_000_000;
 const MAX_TOTAL: usize = 3_000_000;
 const MIN_TOTAL_REAL: usize = 100_000;
 
