@@ -13,7 +13,7 @@ use plotters::prelude::*;
 const USAGE: &str = "\
 usage: driver [--quick | --full | --tiny] [options]
 
-  --quick             1 and 2 threads (and N), scale 1, 3 rounds: <= 10 min on 2 cores (default)
+  --quick             1 and 2 threads (and N), scale 1, 3 rounds: ~14 min on 2 cores (default)
   --full              1, 2, N and 2N threads, scale 4, 5 rounds (bigger machines)
   --tiny              one round of everything at scale 0.05, no callgrind (CI: does it run)
   --rounds N          rounds of alternating runs
