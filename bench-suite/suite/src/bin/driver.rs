@@ -625,3 +625,42 @@ fn panel(
         .draw()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One round per allocator, with these peak RSS figures in MiB.
+    fn rounds(rss: &[(&'static str, f64)]) -> Rounds {
+        rss.iter()
+            .map(|&(name, mib)| {
+                let o = Outcome {
+                    workload: "w".into(),
+                    threads: 1,
+                    time_s: 1.0,
+                    peak_rss_bytes: (mib * (1 << 20) as f64) as usize,
+                    check: 0,
+                };
+                (name, vec![o])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn huge_page_table_marks_the_goals_met() {
+        let small = rounds(&[("gcmalloc-stockthp", 30.0), ("gcmalloc", 20.0), ("jemalloc", 20.0), ("mimalloc-v2", 30.0)]);
+        let missed = rounds(&[("gcmalloc-stockthp", 30.0), ("gcmalloc", 24.0), ("jemalloc", 20.0), ("mimalloc-v2", 20.0)]);
+        let table = huge_page_table(&[("small".into(), 1, small), ("missed".into(), 2, missed)]);
+        assert!(
+            table.contains("| small | 1 | 30.0 | 20.0 | 20.0 | 30.0 | 1.50 | 1.00 ✓ | 1.00 ✓ | 0.67 ✓ |"),
+            "{table}"
+        );
+        assert!(table.contains("| missed | 2 | 30.0 | 24.0 | 20.0 | 20.0 | 1.50 | 1.20 | 1.50 | 1.20 |"), "{table}");
+    }
+
+    #[test]
+    fn huge_page_table_is_empty_without_the_stock_run() {
+        let r = rounds(&[("gcmalloc", 20.0), ("jemalloc", 20.0), ("mimalloc-v2", 30.0)]);
+        assert_eq!(huge_page_table(&[("w".into(), 1, r)]), "");
+    }
+}
