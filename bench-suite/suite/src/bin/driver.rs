@@ -13,7 +13,7 @@ use plotters::prelude::*;
 const USAGE: &str = "\
 usage: driver [--quick | --full | --tiny] [options]
 
-  --quick             1 and 2 threads (and N), scale 1, 3 rounds: <= 10 min on 2 cores (default)
+  --quick             1 and 2 threads (and N), scale 1, 3 rounds: ~14 min on 2 cores (default)
   --full              1, 2, N and 2N threads, scale 4, 5 rounds (bigger machines)
   --tiny              one round of everything at scale 0.05, no callgrind (CI: does it run)
   --rounds N          rounds of alternating runs
@@ -43,6 +43,14 @@ const ALLOCATORS: &[Allocator] = &[
     Allocator { name: "jemalloc", binary: "suite-jemalloc", flags: &[], env: &[] },
     Allocator { name: "snmalloc", binary: "suite-snmalloc", flags: &[], env: &[] },
     Allocator { name: "glibc", binary: "suite-glibc", flags: &[], env: &[] },
+    // gcmalloc marking every arena for huge pages when it is reserved, as
+    // stock mimalloc does: the "before" of the heap-size policy's table.
+    Allocator {
+        name: "gcmalloc-stockthp",
+        binary: "suite-gcmalloc",
+        flags: &[],
+        env: &[("GCMALLOC_HUGE_PAGE_THRESHOLD_MIB", "0")],
+    },
     // Not in the default set (`--allocators`): gcmalloc with its arena
     // committed on demand, the option behind most of the fixed RSS gap to
     // jemalloc on small heaps.
@@ -55,18 +63,10 @@ const ALLOCATORS: &[Allocator] = &[
     // Also not by default: gcmalloc with transparent huge pages off
     // (mimalloc asks for them on the arenas it commits eagerly).
     Allocator { name: "gcmalloc-nothp", binary: "suite-gcmalloc", flags: &[], env: &[("MIMALLOC_ALLOW_THP", "0")] },
-    // Also not by default: gcmalloc marking every arena for huge pages when
-    // it is reserved, as stock mimalloc does (before the heap-size policy).
-    Allocator {
-        name: "gcmalloc-stockthp",
-        binary: "suite-gcmalloc",
-        flags: &[],
-        env: &[("GCMALLOC_HUGE_PAGE_THRESHOLD_MIB", "0")],
-    },
 ];
 
 /// The allocators run unless `--allocators` says otherwise.
-const DEFAULT_ALLOCATORS: usize = 8;
+const DEFAULT_ALLOCATORS: usize = 9;
 
 /// The peers gcmalloc (delay on, no registered threads) is compared with.
 const PEERS: &[&str] = &["mimalloc-v2", "mimalloc-v3", "jemalloc", "snmalloc", "glibc"];
@@ -198,7 +198,12 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// gcmalloc's figure over `peer`'s, round by round: (median, min, max).
 fn ratios(rounds: &Rounds, peer: &str, f: impl Fn(&Outcome) -> f64) -> Option<(f64, f64, f64)> {
-    let (ours, theirs) = (rounds.get("gcmalloc")?, rounds.get(peer)?);
+    ratios_between(rounds, "gcmalloc", peer, f)
+}
+
+/// `ours`'s figure over `peer`'s, round by round: (median, min, max).
+fn ratios_between(rounds: &Rounds, ours: &str, peer: &str, f: impl Fn(&Outcome) -> f64) -> Option<(f64, f64, f64)> {
+    let (ours, theirs) = (rounds.get(ours)?, rounds.get(peer)?);
     let mut r: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| f(a) / f(b)).collect();
     let (min, max) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     Some((median(&mut r), min, max))
@@ -397,7 +402,57 @@ fn report(
         }
         let _ = writeln!(out);
     }
+    out.push_str(&huge_page_table(results));
     out.push_str(&goals(results, icounts));
+    out
+}
+
+/// Peak RSS before and after the heap-size policy (huge pages marked only
+/// once the heap is large): `gcmalloc-stockthp` (every arena marked, as
+/// stock) against `gcmalloc`, each over jemalloc and stock v2, with the
+/// goals met marked. Empty unless all four ran.
+fn huge_page_table(results: &[(String, usize, Rounds)]) -> String {
+    const BEFORE: &str = "gcmalloc-stockthp";
+    let ran = |r: &Rounds| [BEFORE, "gcmalloc", "jemalloc", "mimalloc-v2"].iter().all(|a| r.contains_key(a));
+    if !results.iter().any(|(_, _, r)| ran(r)) {
+        return String::new();
+    }
+    let mib = |o: &Outcome| o.peak_rss_bytes as f64 / (1 << 20) as f64;
+    let mut out = String::from("## Peak RSS before and after huge pages by heap size
+
+");
+    out.push_str(
+        "Before: `gcmalloc-stockthp` (`GCMALLOC_HUGE_PAGE_THRESHOLD_MIB=0`: every arena marked for huge pages when \
+         it is reserved, as stock mimalloc). After: `gcmalloc` (arenas marked once the estimate passes 128 MiB). \
+         Medians in MiB; ratios per round, median. ✓ marks a goal met: ≤ 1.05x jemalloc (for heaps under 64 MiB), \
+         ≤ 1.00x stock v2 (everywhere).\n\n",
+    );
+    out.push_str(
+        "| workload | threads | before | after | jemalloc | mimalloc-v2 | before / jemalloc | after / jemalloc | before / v2 | after / v2 |\n",
+    );
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (w, t, r) in results.iter().filter(|(_, _, r)| ran(r)) {
+        let med = |a: &str| median(&mut r[a].iter().map(mib).collect::<Vec<_>>());
+        let small = med("jemalloc") < 64.0;
+        let cell = |ours: &str, peer: &str, goal: f64, applies: bool| {
+            ratios_between(r, ours, peer, mib).map_or("-".into(), |(m, _, _)| {
+                format!("{m:.2}{}", if applies && m <= goal { " ✓" } else { "" })
+            })
+        };
+        let _ = writeln!(
+            out,
+            "| {w} | {t} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            med(BEFORE),
+            med("gcmalloc"),
+            med("jemalloc"),
+            med("mimalloc-v2"),
+            cell(BEFORE, "jemalloc", 1.05, small),
+            cell("gcmalloc", "jemalloc", 1.05, small),
+            cell(BEFORE, "mimalloc-v2", 1.00, true),
+            cell("gcmalloc", "mimalloc-v2", 1.00, true),
+        );
+    }
+    out.push('\n');
     out
 }
 
@@ -498,6 +553,25 @@ fn chart(path: &Path, results: &[(String, usize, Rounds)]) -> Result<(), Box<dyn
     panel(&panels[0], results, "wall time, gcmalloc / peer (below 1: gcmalloc faster)", |o| o.time_s)?;
     panel(&panels[1], results, "peak RSS, gcmalloc / peer (below 1: gcmalloc smaller)", rss)?;
     root.present()?;
+    drop(root);
+    start_rotated_labels(path)
+}
+
+/// plotters anchors the rotated x labels at their middle (whatever style it
+/// is given), so each crosses the axis above it: anchor them at their start.
+fn start_rotated_labels(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let svg = std::fs::read_to_string(path)?;
+    let fixed: Vec<String> = svg
+        .lines()
+        .map(|l| {
+            if l.contains("transform=\"rotate(90") {
+                l.replace("text-anchor=\"middle\"", "text-anchor=\"start\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(path, fixed.join("\n") + "\n")?;
     Ok(())
 }
 
@@ -550,4 +624,43 @@ fn panel(
         .border_style(BLACK)
         .draw()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One round per allocator, with these peak RSS figures in MiB.
+    fn rounds(rss: &[(&'static str, f64)]) -> Rounds {
+        rss.iter()
+            .map(|&(name, mib)| {
+                let o = Outcome {
+                    workload: "w".into(),
+                    threads: 1,
+                    time_s: 1.0,
+                    peak_rss_bytes: (mib * (1 << 20) as f64) as usize,
+                    check: 0,
+                };
+                (name, vec![o])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn huge_page_table_marks_the_goals_met() {
+        let small = rounds(&[("gcmalloc-stockthp", 30.0), ("gcmalloc", 20.0), ("jemalloc", 20.0), ("mimalloc-v2", 30.0)]);
+        let missed = rounds(&[("gcmalloc-stockthp", 30.0), ("gcmalloc", 24.0), ("jemalloc", 20.0), ("mimalloc-v2", 20.0)]);
+        let table = huge_page_table(&[("small".into(), 1, small), ("missed".into(), 2, missed)]);
+        assert!(
+            table.contains("| small | 1 | 30.0 | 20.0 | 20.0 | 30.0 | 1.50 | 1.00 ✓ | 1.00 ✓ | 0.67 ✓ |"),
+            "{table}"
+        );
+        assert!(table.contains("| missed | 2 | 30.0 | 24.0 | 20.0 | 20.0 | 1.50 | 1.20 | 1.50 | 1.20 |"), "{table}");
+    }
+
+    #[test]
+    fn huge_page_table_is_empty_without_the_stock_run() {
+        let r = rounds(&[("gcmalloc", 20.0), ("jemalloc", 20.0), ("mimalloc-v2", 30.0)]);
+        assert_eq!(huge_page_table(&[("w".into(), 1, r)]), "");
+    }
 }
