@@ -519,8 +519,12 @@ fn goals(results: &[(String, usize, Rounds)], icounts: &[(String, BTreeMap<&str,
     line(v, format!("peak RSS within 1.10x jemalloc's on every workload: {t}"));
     // Huge pages by heap size: small heaps as lean as jemalloc's, large ones
     // as fast as marking every arena (`gcmalloc-stockthp`, when it ran).
+    // A workload's heap: jemalloc's peak RSS, or gcmalloc's where jemalloc
+    // did not run (`--allocators`).
     let heap_below = |limit: f64, r: &Rounds| {
-        r.get("jemalloc").is_some_and(|v| median(&mut v.iter().map(|o| o.peak_rss_bytes as f64).collect::<Vec<_>>()) < limit)
+        r.get("jemalloc")
+            .or_else(|| r.get("gcmalloc"))
+            .is_some_and(|v| median(&mut v.iter().map(|o| o.peak_rss_bytes as f64).collect::<Vec<_>>()) < limit)
     };
     let small: Vec<_> = results
         .iter()
