@@ -13,6 +13,7 @@
 //! other thread allocating, and the tag test uses up every tag, so it runs
 //! last.
 
+mod common;
 #[path = "common/runner.rs"]
 mod runner;
 #[path = "common/watchdog.rs"]
@@ -27,13 +28,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use allocator_api2::alloc::{Allocator, Layout};
+use common::{assert_accounting_consistent, EXIT_RACE_BOUND};
 use gcmalloc::{GcHeap, GcHeapError, GcMalloc};
 
 #[global_allocator]
 static GLOBAL: GcMalloc = GcMalloc;
-
-/// What frees racing thread exits may leave counted (as in tests/common).
-const EXIT_RACE_BOUND: usize = 64 << 10;
 
 fn leak(heap: GcHeap) -> &'static GcHeap {
     Box::leak(Box::new(heap))
@@ -110,15 +109,6 @@ fn assert_gc_audit(heap: &GcHeap, when: &str) -> gcmalloc::Audit {
     assert!(audit.exit_race <= EXIT_RACE_BOUND, "{when}: {audit:?}");
     assert_eq!(heap.estimate(), audit.counted, "{when}: the estimate is not what the counters hold");
     audit
-}
-
-/// The same for the process-wide figures.
-fn assert_process_audit(when: &str) {
-    gcmalloc::refresh_estimate();
-    // SAFETY: the callers run this with no other thread allocating or freeing.
-    let audit = unsafe { gcmalloc::audit() };
-    assert_eq!(audit.counted, audit.carried, "{when}: process counters drifted: {audit:?}");
-    assert_eq!(audit.counted, audit.recounted + audit.exit_race, "{when}: process not exact: {audit:?}");
 }
 
 /// Known bugs, each described at its test, are skipped (the reason printed)
@@ -310,7 +300,7 @@ fn thousands_of_threads_exit_with_live_blocks_each_found_once() {
     assert_walk_finds_exactly(heap, &addrs, "after 2000 threads exited with live blocks");
     let audit = assert_gc_audit(heap, "after 2000 threads exited with live blocks");
     assert_eq!(audit.exit_race, 0, "no free raced an exit: {audit:?}");
-    assert_process_audit("after 2000 threads exited");
+    assert_accounting_consistent("after 2000 threads exited");
     // Half freed by this thread, into the abandoned pages.
     let (freed, kept): (Vec<_>, Vec<_>) = live.into_iter().partition(|&(_, i)| i % 2 == 0);
     freed.iter().for_each(|&(p, i)| free_addr(heap, p, layout(i)));
@@ -508,7 +498,7 @@ fn blocks_freed_and_moved_across_gc_heaps_and_the_global_allocator() {
     assert_walk_finds_exactly(b, &in_b, "GcHeap b");
     assert_gc_audit(a, "GcHeap a after cross-heap frees and moves");
     assert_gc_audit(b, "GcHeap b after cross-heap frees and moves");
-    assert_process_audit("after cross-heap frees and moves");
+    assert_accounting_consistent("after cross-heap frees and moves");
     for p in in_a.into_iter().chain(in_b).chain(in_global) {
         // SAFETY: live gcmalloc blocks; `dealloc` ignores the layout.
         unsafe { GLOBAL.dealloc(p as *mut u8, Layout::from_size_align(1, 1).unwrap()) };
@@ -554,12 +544,12 @@ fn a_gc_heap_dropped_while_another_thread_holds_its_blocks() {
     let next = GcHeap::new().unwrap();
     assert_ne!(next.tag(), dropped_tag);
     assert_walk_finds_exactly(&next, &[], "a GcHeap created after the drop");
-    assert_process_audit("after a GcHeap was dropped while its blocks were held");
+    assert_accounting_consistent("after a GcHeap was dropped while its blocks were held");
     for &p in &left {
         // SAFETY: live blocks, freed once; their page was abandoned.
         unsafe { GLOBAL.dealloc(p as *mut u8, small()) };
     }
-    assert_process_audit("after the dropped GcHeap's last blocks were freed");
+    assert_accounting_consistent("after the dropped GcHeap's last blocks were freed");
     println!("a GcHeap dropped while another thread held its blocks: they stayed valid, figures exact");
 }
 
