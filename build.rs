@@ -1,4 +1,4 @@
-//! Builds the vendored, patched mimalloc v2.3.2 under gcmalloc's own names.
+//! Builds the vendored, patched mimalloc v2.5.2 under gcmalloc's own names.
 //!
 //! mimalloc is compiled as one unity translation unit (`src/static.c`), twice:
 //!
@@ -14,7 +14,7 @@
 //! debug build defines symbols a release build does not), so whatever the
 //! patch series adds is renamed too, and no external tool (`nm`, `objcopy`)
 //! is needed. The result links into the same binary as the `mimalloc` /
-//! `libmimalloc-sys` crates without clashing, and neither copy can resolve a
+//! `libmimalloc-sys` / `libmimalloc-sys2` crates without clashing, and neither copy can resolve a
 //! call to the other's functions. Symbols the C code only *references*
 //! (libc, the OS) are left alone.
 

@@ -134,8 +134,9 @@ mi_page_t*  _mi_heap_delay_reuse_large(mi_heap_t* heap, size_t block_size, bool 
 void        _mi_page_delay_abandoned(size_t* pages, size_t* bytes);
 
 // huge-pages.c
-bool        _mi_thp_defer(bool allow_large);
-void        _mi_thp_deferred_arena(mi_arena_id_t id);
+bool        _mi_thp_defer_begin(void);
+void        _mi_thp_defer_end(bool ok, mi_arena_id_t id);
+bool        _mi_thp_deferring(void);
 void        _mi_thp_promote_check(void);
 
 // accounting.c

@@ -9,7 +9,8 @@ from 160 MiB live, and nothing measurable below 35 MiB).
 
 So an arena reserved while the heap is small -- the estimate (live bytes)
 below `mi_thp_threshold` -- is reserved unmarked (still committed as stock
-does, so no extra system call), and its index is remembered. Once the
+does, so no extra system call; the thread reserving it tells `prim.c` to
+skip its `madvise`), and its index is remembered. Once the
 estimate passes the threshold, the next arena allocation (a segment: a slow
 path, at most once per 32 MiB) marks every remembered arena, as stock would
 have at reservation, and arenas reserved from then on are marked at once.
@@ -47,7 +48,7 @@ static size_t mi_thp_threshold(void) {
   if mi_likely(t != MI_THP_UNSET) return t;
   t = MI_THP_THRESHOLD_DEFAULT;
   char buf[64];  // _mi_getenv wants at least 64 bytes
-  if (_mi_getenv("GCMALLOC_HUGE_PAGE_THRESHOLD_MIB", buf, sizeof(buf))) {
+  if (_mi_getenv("GCMALLOC_HUGE_PAGE_THRESHOLD_MIB", buf, sizeof(buf)) == 0) {  // 0: found (an errno otherwise)
     char* end = NULL;
     const long long mib = strtoll(buf, &end, 10);
     if (end != buf && *end == 0 && mib >= 0) {
@@ -60,16 +61,29 @@ static size_t mi_thp_threshold(void) {
   return mi_atomic_load_relaxed(&mi_thp_threshold_bytes);
 }
 
-// Whether an arena reserved now with `allow_large` should stay unmarked.
-bool _mi_thp_defer(bool allow_large) {
-  if (!allow_large || !mi_option_is_enabled(mi_option_allow_thp)) return false;
-  if (mi_option_is_enabled(mi_option_allow_large_os_pages)) return false;  // explicit large pages: stock
-  const size_t threshold = mi_thp_threshold();
-  return (threshold != 0 && mi_acct_estimate() < threshold);
+// Set while this thread reserves an arena unmarked: `prim.c` then skips the
+// `madvise(MADV_HUGEPAGE)` it issues on every mapping that THP may back.
+static mi_decl_thread bool mi_thp_reserving_unmarked;
+
+bool _mi_thp_deferring(void) {
+  return mi_thp_reserving_unmarked;
 }
 
-// Remembers an arena reserved unmarked.
-void _mi_thp_deferred_arena(mi_arena_id_t id) {
+// Whether the arena this thread reserves now should stay unmarked; if so,
+// its mappings skip the `madvise` until `_mi_thp_defer_end`.
+bool _mi_thp_defer_begin(void) {
+  if (!mi_option_is_enabled(mi_option_allow_thp)) return false;
+  if (mi_option_is_enabled(mi_option_allow_large_os_pages)) return false;  // explicit large pages: stock
+  const size_t threshold = mi_thp_threshold();
+  if (threshold == 0 || mi_acct_estimate() >= threshold) return false;
+  mi_thp_reserving_unmarked = true;
+  return true;
+}
+
+// The reservation is done: remembers the arena (if `ok`) to mark it later.
+void _mi_thp_defer_end(bool ok, mi_arena_id_t id) {
+  mi_thp_reserving_unmarked = false;
+  if (!ok) return;
   const size_t idx = mi_arena_id_index(id);
   if (idx >= MI_MAX_ARENAS) return;
   mi_atomic_or_acq_rel(&mi_thp_deferred[idx / MI_INTPTR_BITS], (size_t)1 << (idx % MI_INTPTR_BITS));

@@ -23,7 +23,7 @@ pub(crate) fn unaligned_is_enough(size: usize, align: usize) -> bool {
     align <= NATURAL_ALIGN && align <= size
 }
 
-/// gcmalloc's global allocator: a patched mimalloc v2.3.2.
+/// gcmalloc's global allocator: a patched mimalloc v2.5.2.
 ///
 /// Install it in a binary:
 ///

@@ -1,6 +1,6 @@
 //! # gcmalloc
 //!
-//! A `#[global_allocator]` on a vendored, patched mimalloc v2.3.2, for
+//! A `#[global_allocator]` on a vendored, patched mimalloc v2.5.2, for
 //! language runtimes, interpreters and garbage-collected data stores.
 //!
 //! ```
@@ -194,7 +194,7 @@ pub fn owns(ptr: *const u8) -> bool {
 }
 
 /// The version of the vendored mimalloc, as `major*10000 + minor*100 + patch`
-/// (20302 for v2.3.2).
+/// (20502 for v2.5.2).
 pub fn mimalloc_version() -> u32 {
     // SAFETY: a constant query with no preconditions.
     unsafe { ffi::mi_version() as u32 }

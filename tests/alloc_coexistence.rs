@@ -1,5 +1,5 @@
 //! gcmalloc's mimalloc links into the same binary as stock mimalloc
-//! (libmimalloc-sys, the copy the `mimalloc` crate uses) and neither copy
+//! (libmimalloc-sys2, a build of mimalloc like the `mimalloc` crate's) and neither copy
 //! resolves a call to the other: each one owns exactly the blocks it handed
 //! out.
 
@@ -9,7 +9,7 @@ use std::ffi::c_void;
 use gcmalloc::GcMalloc;
 use libmimalloc_sys as stock;
 
-// Stock mimalloc's API beyond what libmimalloc-sys binds without its
+// Stock mimalloc's API beyond what libmimalloc-sys2 binds without its
 // `extended` feature. The plain `mi_*` names can only resolve to the stock
 // copy: every symbol of gcmalloc's copy carries the `gcm_` prefix.
 extern "C" {
@@ -48,11 +48,11 @@ fn each_copy_owns_only_its_own_blocks() {
 }
 
 #[test]
-fn both_copies_report_v2_3_2() {
+fn both_copies_report_v2_5_2() {
     // SAFETY: constant query.
     let stock_version = unsafe { mi_version() };
-    assert_eq!(stock_version, 20302);
-    assert_eq!(gcmalloc::mimalloc_version(), 20302);
+    assert_eq!(stock_version, 20502);
+    assert_eq!(gcmalloc::mimalloc_version(), 20502);
 }
 
 #[test]

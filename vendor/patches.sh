@@ -11,8 +11,8 @@
 #   vendor/patches.sh fold K N     fold patch K (a fix-up) into the earlier
 #                                  patch N and remove K (same checks)
 #
-# The pristine source is mimalloc v2.3.2 as shipped in the crates.io package
-# libmimalloc-sys 0.1.49 (c_src/mimalloc/v2), a dev-dependency of this crate,
+# The pristine source is mimalloc v2.5.2 as shipped in the crates.io package
+# libmimalloc-sys2 0.1.65 (c_src/mimalloc), a dev-dependency of this crate,
 # so `cargo fetch` puts it in the cargo registry.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -25,10 +25,10 @@ pristine_dir() {
 import json, sys, os
 m = json.load(sys.stdin)
 for p in m["packages"]:
-    if p["name"] == "libmimalloc-sys" and p["version"] == "0.1.49":
-        print(os.path.join(os.path.dirname(p["manifest_path"]), "c_src/mimalloc/v2"))
+    if p["name"] == "libmimalloc-sys2" and p["version"] == "0.1.65":
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "c_src/mimalloc"))
 ')"
-  [ -d "$src" ] || { echo "patches.sh: libmimalloc-sys 0.1.49 source not found" >&2; exit 2; }
+  [ -d "$src" ] || { echo "patches.sh: libmimalloc-sys2 0.1.65 source not found" >&2; exit 2; }
   echo "$src"
 }
 
@@ -110,7 +110,7 @@ case "${1:-check}" in
   check)
     if diff -r "$tmp/mimalloc" vendor/mimalloc >/dev/null; then
       n=$(find vendor/patches -name "*.patch" | wc -l)
-      echo "vendor: pristine mimalloc v2.3.2 + $n patches == vendor/mimalloc"
+      echo "vendor: pristine mimalloc v2.5.2 + $n patches == vendor/mimalloc"
     else
       echo "vendor: vendor/mimalloc differs from pristine + patches:" >&2
       diff -ru "$tmp/mimalloc" vendor/mimalloc | head -40 >&2 || true

@@ -397,10 +397,9 @@ static bool mi_arena_reserve(size_t req_size, bool allow_large, mi_arena_id_t *a
   if (mi_option_get(mi_option_arena_eager_commit) == 2)      { arena_commit = _mi_os_has_overcommit() || mi_option_is_enabled(mi_option_allow_large_os_pages); }
   else if (mi_option_get(mi_option_arena_eager_commit) == 1) { arena_commit = true; }
 
-  const bool thp_deferred = _mi_thp_defer(allow_large);  // gcmalloc: a small heap gets no huge pages yet
-  if (thp_deferred) { allow_large = false; }
+  const bool thp_deferred = _mi_thp_defer_begin();  // gcmalloc: a small heap's arena is reserved unmarked
   const bool ok = (mi_reserve_os_memory_ex(arena_reserve, arena_commit, allow_large, false /* exclusive? */, arena_id) == 0);
-  if (ok && thp_deferred) { _mi_thp_deferred_arena(*arena_id); }  // gcmalloc: marked once the heap is large
+  if (thp_deferred) { _mi_thp_defer_end(ok, *arena_id); }  // gcmalloc: marked once the heap is large
   return ok;
 }
 
@@ -707,12 +706,12 @@ void _mi_arena_free(void* p, size_t size, size_t committed_size, mi_memid_t memi
 
     // checks
     if (arena == NULL) {
-      _mi_error_message(EINVAL, "trying to free from an invalid arena: %p, size %zu, memid: 0x%zx\n", p, size, memid);
+      _mi_error_message(EINVAL, "trying to free from an invalid arena: %p, size %zu, memkind: 0x%x\n", p, size, memid.memkind);
       return;
     }
     mi_assert_internal(arena->field_count > mi_bitmap_index_field(bitmap_idx));
     if (arena->field_count <= mi_bitmap_index_field(bitmap_idx)) {
-      _mi_error_message(EINVAL, "trying to free from an invalid arena block: %p, size %zu, memid: 0x%zx\n", p, size, memid);
+      _mi_error_message(EINVAL, "trying to free from an invalid arena block: %p, size %zu, memid: 0x%x\n", p, size, memid.memkind);
       return;
     }
 
@@ -837,6 +836,10 @@ static bool mi_manage_os_memory_ex2(void* start, size_t size, bool is_large, int
     _mi_warning_message("the arena size is too small (memory at %p with size %zu)\n", start, size);
     return false;
   }
+  if (size > MI_MAX_ALLOC_SIZE) {
+    _mi_error_message(EOVERFLOW, "the arena size is too large (memory at %p with size %zu)\n", start, size);
+    return false;
+  }
   if (is_large) {
     mi_assert_internal(memid.initially_committed && memid.is_pinned);
   }
@@ -907,7 +910,13 @@ bool mi_manage_os_memory_ex(void* start, size_t size, bool is_committed, bool is
 // Reserve a range of regular OS memory
 int mi_reserve_os_memory_ex(size_t size, bool commit, bool allow_large, bool exclusive, mi_arena_id_t* arena_id) mi_attr_noexcept {
   if (arena_id != NULL) *arena_id = _mi_arena_id_none();
-  size = _mi_align_up(size, MI_ARENA_BLOCK_SIZE); // at least one block
+  if (size < MI_MAX_ALLOC_SIZE) {
+    size = _mi_align_up(size, MI_ARENA_BLOCK_SIZE); // at least one block
+  }
+  if (size > MI_MAX_ALLOC_SIZE) {
+    _mi_error_message(EOVERFLOW, "memory reservation request is too large (size %zu)\n", size);
+    return ENOMEM;
+  }
   mi_memid_t memid;
   void* start = _mi_os_alloc_aligned(size, MI_SEGMENT_ALIGN, commit, allow_large, &memid);
   if (start == NULL) return ENOMEM;
