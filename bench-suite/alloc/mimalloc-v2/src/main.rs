@@ -1,4 +1,4 @@
-//! The suite with stock mimalloc v2.3.2 (`libmimalloc-sys` 0.1.49, `v2`):
+//! The suite with stock mimalloc v2.5.2 (`libmimalloc-sys2` 0.1.65, v2 by default):
 //! the source gcmalloc's patch series applies to. A `GlobalAlloc` over its C
 //! API, as the `mimalloc` crate and gcmalloc write it: the unaligned entry
 //! points where the alignment is one every block of that size has.
