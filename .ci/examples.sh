@@ -41,7 +41,7 @@ cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --noise --c
 cargo run --release --manifest-path examples/cyclotron/Cargo.toml -- --noise --heap gc --threads 2 --cycle 10 \
   --extra 10k --live 10k --total 8m --policies estimate --check
 
-step "type-stable pages: peak RSS, delay on/off vs stock v2.3.2"
+step "type-stable pages: peak RSS, delay on/off vs stock v2.5.2"
 cargo run --release --example page_delay_rss
 
 step "quickstart example"

@@ -3,7 +3,7 @@
 # lints, docs, the package and the MSRV build.
 source "$(dirname "$0")/lib.sh"
 
-step "vendor: pristine mimalloc v2.3.2 + patch series == vendor/mimalloc, and it compiles warning-free (-Wall)"
+step "vendor: pristine mimalloc v2.5.2 + patch series == vendor/mimalloc, and it compiles warning-free (-Wall)"
 vendor/patches.sh check
 # build.rs hides the C compiler's warnings from users; here they fail the
 # run (a patch that shifts a positional initializer shows up only as one).

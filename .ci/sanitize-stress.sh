@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A multi-threaded stress program in the manner of mimalloc's test-stress
-# (.ci/stress.c: upstream's v2.3.2 copy is in no registry package) against
+# (.ci/stress.c: upstream's v2.5.2 copy is in no registry package) against
 # the patched tree (vendor/mimalloc + csrc/), built from source with a
 # sanitizer, in a short form (a few seconds each):
 #   thread      ThreadSanitizer (MI_TSAN=1, upstream's setting), goal hooks

@@ -8,7 +8,7 @@
 
      usage: stress THREADS SCALE ROUNDS   (each thread: 1,000 x SCALE blocks a round)
 
-   Our own program (mimalloc's v2.3.2 test-stress.c is not in any registry
+   Our own program (mimalloc's v2.5.2 test-stress.c is not in any registry
    package, and fetched code is not committed). It calls only mimalloc's
    public API. Exit status 0 when every block read back its pattern. */
 #include <pthread.h>

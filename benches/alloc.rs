@@ -1,8 +1,8 @@
-//! Allocation throughput: gcmalloc vs stock mimalloc v2.3.2 vs the system
+//! Allocation throughput: gcmalloc vs stock mimalloc v2.5.2 vs the system
 //! allocator, in one run (both mimalloc copies live in this binary).
 //!
 //! `cargo bench --bench alloc`; compare the medians of `gcmalloc/*` with
-//! `stock-v2.3.2/*` for the same case.
+//! `stock-v2.5.2/*` for the same case.
 
 mod common;
 
@@ -50,7 +50,7 @@ fn mt_churn<A: GlobalAlloc + Sync>(a: &A, rounds: u64) {
 fn allocators() -> [(&'static str, Box<dyn Case>); 3] {
     [
         ("gcmalloc", Box::new(With(GcMalloc))),
-        ("stock-v2.3.2", Box::new(With(StockV2))),
+        ("stock-v2.5.2", Box::new(With(StockV2))),
         ("system", Box::new(With(System))),
     ]
 }
@@ -112,7 +112,7 @@ fn bench(c: &mut Criterion) {
 
 /// Batches of 1,000 256-byte blocks (four pages) on a registered thread that quiesces after
 /// each batch, so emptied pages go through the QSBR goal: delayed page reuse
-/// on and off against stock v2.3.2. Runs last: it registers the thread.
+/// on and off against stock v2.5.2. Runs last: it registers the thread.
 fn quiescing_churn(c: &mut Criterion) {
     let me = gcmalloc::register_thread();
     let mut g = c.benchmark_group("quiescing_batch1000_256B");
@@ -121,7 +121,7 @@ fn quiescing_churn(c: &mut Criterion) {
     for (name, delay, case) in [
         ("gcmalloc-delay-on", true, &gcmalloc as &dyn Case),
         ("gcmalloc-delay-off", false, &gcmalloc),
-        ("stock-v2.3.2", true, &stock),
+        ("stock-v2.5.2", true, &stock),
     ] {
         gcmalloc::set_page_reuse_delay(delay);
         g.bench_function(name, |b| {

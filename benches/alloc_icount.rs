@@ -1,5 +1,5 @@
 //! Instruction counts of the single-thread allocation cases (the `alloc`
-//! benchmark's pair and batch), gcmalloc against stock mimalloc v2.3.2, under
+//! benchmark's pair and batch), gcmalloc against stock mimalloc v2.5.2, under
 //! valgrind's callgrind. Unlike wall-clock time on a shared machine, these
 //! counts repeat exactly, so they can show a 1% difference.
 //!
@@ -49,7 +49,7 @@ impl Mode {
 
     fn name(self) -> &'static str {
         match self {
-            Mode::Stock => "stock-v2.3.2",
+            Mode::Stock => "stock-v2.5.2",
             Mode::Gcmalloc => "gcmalloc",
             Mode::Registered => "registered",
             Mode::RegisteredNoDelay => "registered-no-delay",

@@ -1,4 +1,4 @@
-//! Peak RSS of a churn workload under stock mimalloc v2.3.2, gcmalloc with
+//! Peak RSS of a churn workload under stock mimalloc v2.5.2, gcmalloc with
 //! delayed page reuse off, and gcmalloc with it on (the default), each in its
 //! own process, with registered threads quiescing regularly.
 //!
@@ -43,7 +43,7 @@ unsafe impl GlobalAlloc for Switch {
 #[global_allocator]
 static GLOBAL: Switch = Switch;
 
-const MODES: [&str; 3] = ["stock-v2.3.2", "delay-off", "delay-on"];
+const MODES: [&str; 3] = ["stock-v2.5.2", "delay-off", "delay-on"];
 
 fn main() {
     match std::env::args().nth(1).as_deref() {
@@ -74,7 +74,7 @@ fn parent() {
 
 fn child(mode: &str) {
     match mode {
-        "stock-v2.3.2" => USE_STOCK.store(true, Ordering::Relaxed),
+        "stock-v2.5.2" => USE_STOCK.store(true, Ordering::Relaxed),
         "delay-off" => gcmalloc::set_page_reuse_delay(false),
         "delay-on" => gcmalloc::set_page_reuse_delay(true),
         other => panic!("unknown mode {other}"),

@@ -4,7 +4,7 @@
     scripts/bench-summary.py GROUP [BASELINE]
 
 Reads target/criterion/GROUP/*/**/new/estimates.json. Rows are benchmark
-parameters, columns the functions (e.g. gcmalloc, stock-v2.3.2, system);
+parameters, columns the functions (e.g. gcmalloc, stock-v2.5.2, system);
 with BASELINE, each column also gets its ratio to the baseline column.
 """
 import json

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 
-/// Stock mimalloc v2.3.2 from libmimalloc-sys. Every case below uses 8-byte
+/// Stock mimalloc v2.5.2 from libmimalloc-sys2. Every case below uses 8-byte
 /// alignment and sizes >= 16, where both mimalloc copies take `mi_malloc`.
 pub struct StockV2;
 

@@ -344,6 +344,7 @@ fn report(
     let _ = writeln!(out, "# gcmalloc against peer allocators\n");
     let _ = writeln!(out, "- machine: {}", machine());
     let _ = writeln!(out, "- date: {}", date());
+    let _ = writeln!(out, "- mimalloc: gcmalloc and `mimalloc-v2` on v2.5.2 (gcmalloc patched)");
     let _ = writeln!(out, "- command: `{}` (see `bench-suite/README.md`)", c.command);
     let _ = writeln!(
         out,
@@ -497,7 +498,7 @@ fn goals(results: &[(String, usize, Rounds)], icounts: &[(String, BTreeMap<&str,
         }
     };
     let (v, t) = judge(ratios_of("mimalloc-v2", time, false), 1.00, true);
-    line(v, format!("time <= 1.00x stock mimalloc v2.3.2 on every workload: {t}"));
+    line(v, format!("time <= 1.00x stock mimalloc v2.5.2 on every workload: {t}"));
     let instructions = icounts
         .iter()
         .filter_map(|(w, c)| Some((*c.get("gcmalloc")? as f64 / *c.get("mimalloc-v2")? as f64, w)))
@@ -505,12 +506,12 @@ fn goals(results: &[(String, usize, Rounds)], icounts: &[(String, BTreeMap<&str,
     match instructions {
         Some((r, w)) => line(
             if r <= 1.0 { "PASS" } else { "FAIL" },
-            format!("instructions (one thread, callgrind) <= 1.00x stock mimalloc v2.3.2: worst {r:.3}x ({w})"),
+            format!("instructions (one thread, callgrind) <= 1.00x stock mimalloc v2.5.2: worst {r:.3}x ({w})"),
         ),
         None => line("n/a", "instructions (one thread, callgrind): not measured".into()),
     }
     let (v, t) = judge(ratios_of("mimalloc-v2", rss, false), 1.03, false);
-    line(v, format!("peak RSS <= 1.03x stock mimalloc v2.3.2 on every workload: {t}"));
+    line(v, format!("peak RSS <= 1.03x stock mimalloc v2.5.2 on every workload: {t}"));
     for peer in ["jemalloc", "mimalloc-v3", "glibc"] {
         let (v, t) = judge(ratios_of(peer, time, true), 1.00, true);
         line(v, format!("faster than {peer} on every multi-threaded workload: {t}"));
@@ -534,7 +535,7 @@ fn goals(results: &[(String, usize, Rounds)], icounts: &[(String, BTreeMap<&str,
     let (v, t) = judge(small, 1.05, false);
     line(v, format!("peak RSS <= 1.05x jemalloc's where its heap is under 64 MiB: {t}"));
     let (v, t) = judge(ratios_of("mimalloc-v2", rss, false), 1.00, false);
-    line(v, format!("peak RSS <= 1.00x stock mimalloc v2.3.2 on every workload: {t}"));
+    line(v, format!("peak RSS <= 1.00x stock mimalloc v2.5.2 on every workload: {t}"));
     let large: Vec<_> = results
         .iter()
         .filter(|(_, _, r)| !heap_below(256.0 * (1 << 20) as f64, r))
