@@ -10,8 +10,8 @@ if [[ " $* " == *" --tiny "* ]]; then
   features=(--no-default-features)
   set -- "$@" --workloads larson,xmalloc,cache-scratch,mstress,alloc-test,rptest,sh6bench,bigheap,syn,json
 fi
-# mimalloc v3 is built alone: libmimalloc-sys's `v2` feature (stock v2 binary)
-# would otherwise be unified into it.
+# mimalloc v3 is built alone, so no other member's features are unified into
+# its libmimalloc-sys (stock v2 is libmimalloc-sys2 since the move to v2.5.2).
 cargo build --release --workspace --exclude suite-mimalloc-v3 "${features[@]}"
 cargo build --release -p suite-mimalloc-v3 "${features[@]}"
 # The report lands at the repository root, beside README.md.
