@@ -550,7 +550,11 @@ void _mi_heap_collect_retired(mi_heap_t* heap, bool force) {
     if (page != NULL && page->retire_expire != 0) {
       if (mi_page_all_free(page)) {
         page->retire_expire--;
-        if (force || page->retire_expire == 0) {
+        // A retired page of medium blocks is freed at the next fresh page
+        // whatever its count: it holds a 512 KiB span, often resident in full
+        // (it was carved from freed memory), that the fresh page would
+        // otherwise take from untouched memory beside it.
+        if (force || page->retire_expire == 0 || mi_page_block_size(page) > MI_SMALL_OBJ_SIZE_MAX) {
           _mi_page_free_or_delay(pq->first, pq, force);  // gcmalloc: not before its QSBR goal
         }
         else {
@@ -982,7 +986,10 @@ static mi_page_t* mi_large_huge_page_alloc(mi_heap_t* heap, size_t size, size_t 
   _mi_heap_collect_delayed(heap);  // gcmalloc: free empty pages whose QSBR goal is reached
   // gcmalloc: or reuse an empty one that waits for its goal and fits
   mi_page_t* page = (page_alignment == 0 ? _mi_heap_delay_reuse_large(heap, block_size, is_huge) : NULL);
-  if (page == NULL) { page = mi_page_fresh_alloc(heap, pq, block_size, page_alignment); }
+  if (page == NULL) {
+    _mi_heap_collect_retired(heap, false);  // a fresh page: a retire cycle, as in `mi_page_queue_find_free_ex`
+    page = mi_page_fresh_alloc(heap, pq, block_size, page_alignment);
+  }
   if (page != NULL) {
     mi_assert_internal(mi_page_immediate_available(page));
 
