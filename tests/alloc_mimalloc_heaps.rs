@@ -45,6 +45,10 @@ extern "C" {
     fn mi_usable_size(p: *const c_void) -> usize;
     #[link_name = "gcm_mi_collect"]
     fn mi_collect(force: bool);
+    #[link_name = "gcm_mi_heap_collect"]
+    fn mi_heap_collect(heap: *mut c_void, force: bool);
+    #[link_name = "gcm_mi_heap_visit_blocks"]
+    fn mi_heap_visit_blocks(heap: *const c_void, visit_blocks: bool, visitor: BlockVisitor, arg: *mut c_void) -> bool;
     #[link_name = "gcm_mi_option_set"]
     fn mi_option_set(option: c_int, value: c_long);
     #[link_name = "gcm_mi_subproc_main"]
@@ -159,6 +163,101 @@ fn the_segment_header_takes_one_slice_as_in_stock() {
     }
 }
 
+/// `mi_heap_area_t` in `vendor/mimalloc/include/mimalloc.h`: a page.
+#[repr(C)]
+struct HeapArea {
+    blocks: *mut c_void,
+    reserved: usize,
+    committed: usize,
+    used: usize,
+    block_size: usize,
+    full_block_size: usize,
+    heap_tag: c_int,
+}
+
+/// A medium request size (a mimalloc bin of its own; debug builds pad it
+/// into the next one).
+const MEDIUM: usize = 24 << 10;
+/// A page of medium blocks in stock mimalloc.
+const MEDIUM_PAGE: usize = 512 << 10;
+
+extern "C" fn note_medium_page(
+    _: *const c_void,
+    area: *const c_void,
+    block: *mut c_void,
+    _: usize,
+    arg: *mut c_void,
+) -> bool {
+    // SAFETY: mimalloc passes a valid area for the duration of the call;
+    // `arg` is the `Vec` passed by `medium_pages`, used by this thread only
+    // (pushing to it allocates from the global heap, not the walked one).
+    unsafe {
+        let area = &*area.cast::<HeapArea>();
+        if block.is_null() && (MEDIUM..MEDIUM + (8 << 10)).contains(&area.block_size) {
+            (*arg.cast::<Vec<(usize, usize)>>()).push((area.reserved, area.block_size));
+        }
+    }
+    true
+}
+
+/// The bytes each page of `MEDIUM` blocks in `heap` can hold, and its block
+/// size.
+fn medium_pages(heap: *mut c_void) -> Vec<(usize, usize)> {
+    let mut pages = Vec::with_capacity(256);
+    // SAFETY: `heap` is this thread's; the visitor only records sizes.
+    assert!(unsafe {
+        mi_heap_visit_blocks(heap, false, note_medium_page, (&mut pages as *mut Vec<(usize, usize)>).cast())
+    });
+    pages
+}
+
+/// Whether `pages` is one page of at most 5 blocks (4, as many as its 64 KiB
+/// slices hold).
+fn one_small_page(pages: &[(usize, usize)]) -> bool {
+    matches!(pages, [(reserved, bsize)] if reserved / bsize <= 5)
+}
+
+/// A medium size class a heap uses now and then keeps a page of 4 blocks, not
+/// a 512 KiB one (resident in full once reused memory backs it); one filled in
+/// bulk reaches full pages after a few smaller ones, and a class emptied
+/// starts small again.
+fn a_medium_size_class_grows_its_pages_from_a_few_blocks() {
+    // SAFETY: a heap of this thread, used by this thread only; each block is
+    // freed once, before the heap is deleted.
+    unsafe {
+        let heap = mi_heap_new();
+        assert!(!heap.is_null());
+        let alloc = || {
+            let p = mi_heap_malloc(heap, MEDIUM);
+            assert!(!p.is_null());
+            p
+        };
+        let first = alloc();
+        let pages = medium_pages(heap);
+        assert!(one_small_page(&pages), "one 24 KiB block took a page of {pages:?} (stock: 504 KiB)");
+        let mut blocks: Vec<_> = (1..1000).map(|_| alloc()).collect();
+        blocks.push(first);
+        let pages = medium_pages(heap);
+        // A full page holds 20 or 21 blocks (its first block may start one
+        // block in).
+        let bsize = pages[0].1;
+        let stock_pages = 1000usize.div_ceil(MEDIUM_PAGE / bsize - 1);
+        let small = pages.iter().filter(|&&(reserved, bsize)| reserved + 2 * bsize < MEDIUM_PAGE).count();
+        assert!(
+            pages.len() <= stock_pages + 3 && small <= 3,
+            "1,000 blocks took {} pages, {small} of them not full-size (stock: {stock_pages} pages): {pages:?}",
+            pages.len()
+        );
+        blocks.into_iter().for_each(|p| mi_free(p));
+        mi_heap_collect(heap, true);
+        let again = alloc();
+        let pages = medium_pages(heap);
+        assert!(one_small_page(&pages), "after the class emptied, a block took a page of {pages:?}");
+        mi_free(again);
+        mi_heap_delete(heap);
+    }
+}
+
 /// Runs without libtest (`harness = false` in Cargo.toml): the walk option
 /// must be set before any thread exits, and the audits compare process-wide
 /// totals with no idle harness thread around.
@@ -169,5 +268,9 @@ fn main() {
         ("audit_is_exact_after_a_walk_of_abandoned_blocks", audit_is_exact_after_a_walk_of_abandoned_blocks),
         ("a_deleted_heap_hands_its_delayed_pages_over_whole", a_deleted_heap_hands_its_delayed_pages_over_whole),
         ("the_segment_header_takes_one_slice_as_in_stock", the_segment_header_takes_one_slice_as_in_stock),
+        (
+            "a_medium_size_class_grows_its_pages_from_a_few_blocks",
+            a_medium_size_class_grows_its_pages_from_a_few_blocks,
+        ),
     ]);
 }

@@ -485,6 +485,11 @@ void _mi_page_free(mi_page_t* page, mi_page_queue_t* pq, bool force) {
   mi_heap_t* heap = mi_page_heap(page);
   mi_segments_tld_t* segments_tld = &heap->tld->segments;
   mi_page_queue_remove(pq, page);
+  const size_t bsize = mi_page_block_size(page);
+  if (bsize > MI_SMALL_OBJ_SIZE_MAX && bsize <= MI_MEDIUM_OBJ_SIZE_MAX) {
+    uint8_t* growth = &heap->medium_page_growth[_mi_bin(bsize)];
+    if (*growth > 0) (*growth)--;  // the size class's next fresh page is half as large (see `mi_medium_page_size`)
+  }
 
   // and free it  
   mi_page_set_heap(page,NULL);

@@ -1678,6 +1678,21 @@ void _mi_segment_huge_page_reset(mi_segment_t* segment, mi_page_t* page, mi_bloc
 /* -----------------------------------------------------------
    Page allocation and free
 ----------------------------------------------------------- */
+
+// gcmalloc: the size of a fresh page of medium blocks: a size class's first page holds
+// 4 blocks, and each fresh page taken while earlier ones live doubles that, up
+// to `MI_MEDIUM_PAGE_SIZE`; each page freed halves it again (`_mi_page_free`).
+// A size class a small heap uses now and then keeps a small page instead of a
+// 512 KiB one, mostly empty but resident once reused memory backs it; a size
+// class filled in bulk reaches full pages after three smaller ones.
+static size_t mi_medium_page_size(mi_heap_t* heap, size_t block_size) {
+  uint8_t* growth = &heap->medium_page_growth[_mi_bin(block_size)];
+  const size_t size = (4 * block_size) << *growth;
+  if (size >= MI_MEDIUM_PAGE_SIZE) return MI_MEDIUM_PAGE_SIZE;
+  (*growth)++;
+  return size;
+}
+
 mi_page_t* _mi_segment_page_alloc(mi_heap_t* heap, size_t block_size, size_t page_alignment, mi_segments_tld_t* tld) {
   mi_page_t* page;
   if mi_unlikely(page_alignment > MI_BLOCK_ALIGNMENT_MAX) {
@@ -1690,7 +1705,7 @@ mi_page_t* _mi_segment_page_alloc(mi_heap_t* heap, size_t block_size, size_t pag
     page = mi_segments_page_alloc(heap,MI_PAGE_SMALL,block_size,block_size,tld);
   }
   else if (block_size <= MI_MEDIUM_OBJ_SIZE_MAX) {
-    page = mi_segments_page_alloc(heap,MI_PAGE_MEDIUM,MI_MEDIUM_PAGE_SIZE,block_size,tld);
+    page = mi_segments_page_alloc(heap,MI_PAGE_MEDIUM,mi_medium_page_size(heap,block_size),block_size,tld);
   }
   else if (block_size <= MI_LARGE_OBJ_SIZE_MAX) {
     page = mi_segments_page_alloc(heap,MI_PAGE_LARGE,block_size,block_size,tld);

@@ -632,6 +632,7 @@ struct mi_heap_s {
   _Atomic(size_t)       delay_pages;                         // delayed pages of the heap (written by the owner only)
   _Atomic(size_t)       delay_bytes;                         // the bytes they hold committed
   size_t                delay_far;                           // of those, pages no 32-bit reference names (in no FIFO)
+  uint8_t               medium_page_growth[MI_BIN_HUGE];     // gcmalloc: per medium size class, how often its next fresh page doubles from 4 blocks
 };
 
 
