@@ -11,7 +11,9 @@
 #   (target/patches-icount/). The pristine tree is the one
 #   `vendor/patches.sh pristine` names (libmimalloc-sys2 0.1.65 in the cargo
 #   registry). No Rust: csrc/ calls none, and no hook is installed, so the
-#   patched run is what a program that does not use QSBR runs.
+#   patched run is what a program that does not use QSBR runs. build.rs's
+#   second compile through a `gcm_` renaming header changes names only, so
+#   there is one compile per tree.
 # - The cases of benches/alloc_icount.rs: alloc/free pairs and batches of
 #   BATCH (1,000) at each size of benches/common/mod.rs (read from there),
 #   20 x BATCH operations after a warm-up as long; each case in its own process,
