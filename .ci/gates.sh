@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks that fail fast: provenance of the vendored C, warnings, formatting,
-# lints, docs, the package and the MSRV build.
+# Checks that fail fast: provenance of the vendored C, warnings, what the
+# patches cost the alloc/free paths, formatting, lints, docs, the package and
+# the MSRV build.
 source "$(dirname "$0")/lib.sh"
 
 step "vendor: pristine mimalloc v2.5.2 + patch series == vendor/mimalloc, and it compiles warning-free (-Wall)"
@@ -14,6 +15,9 @@ done
 if cc -fsyntax-only -DMI_HUGE_PAGE_ABANDON=1 -Ivendor/mimalloc/include -I. vendor/mimalloc/src/static.c 2>/dev/null; then
   echo "MI_HUGE_PAGE_ABANDON=1 compiled: csrc/gcmalloc.h must refuse it" >&2; exit 1
 fi
+
+step "patches: pristine v2.5.2 vs vendor/mimalloc under callgrind, as build.rs builds both (alloc/free pairs within 0.5%)"
+benches/patches_icount.sh
 
 step "layers: no import runs up a layer (root < runtime < pacing), drawn by scripts/layers.py"
 mkdir -p target

@@ -2,6 +2,8 @@
 # Checks and maintains the patch series in vendor/patches/.
 #
 #   vendor/patches.sh check        pristine + series == vendor/mimalloc (exit 1 if not)
+#   vendor/patches.sh pristine     print the path of the pristine tree (for
+#                                  scripts that build it, e.g. benches/patches_icount.sh)
 #   vendor/patches.sh new NAME     write the next numbered patch: the difference
 #                                  between pristine + series and vendor/mimalloc
 #   vendor/patches.sh refresh N    fold the difference between pristine + series
@@ -103,6 +105,8 @@ fold() {
   echo "folded $from into $into"
 }
 
+if [ "${1:-}" = pristine ]; then pristine_dir; exit 0; fi
+
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 build_patched "$tmp/mimalloc"
 
@@ -127,5 +131,5 @@ case "${1:-check}" in
     echo "wrote $out" ;;
   refresh) refresh "${2:?usage: patches.sh refresh N}" ;;
   fold) fold "${2:?usage: patches.sh fold K N}" "${3:?usage: patches.sh fold K N}" ;;
-  *) echo "usage: patches.sh check | new NAME | refresh N | fold K N" >&2; exit 2 ;;
+  *) echo "usage: patches.sh check | pristine | new NAME | refresh N | fold K N" >&2; exit 2 ;;
 esac
