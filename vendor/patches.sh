@@ -41,7 +41,7 @@ build_patched() {
   local p
   for p in vendor/patches/*.patch; do
     [ -e "$p" ] || continue
-    patch --quiet --batch --forward -p1 -d "$dest" < "$p" \
+    patch --quiet --batch --forward --no-backup-if-mismatch -p1 -d "$dest" < "$p" \
       || { echo "patches.sh: $p does not apply" >&2; exit 1; }
   done
 }
