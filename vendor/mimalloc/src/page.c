@@ -556,9 +556,9 @@ void _mi_heap_collect_retired(mi_heap_t* heap, bool force) {
       if (mi_page_all_free(page)) {
         page->retire_expire--;
         // A retired page of medium blocks is freed at the next fresh page
-        // whatever its count: it holds a 512 KiB span, often resident in full
-        // (it was carved from freed memory), that the fresh page would
-        // otherwise take from untouched memory beside it.
+        // whatever its count: it holds a span of up to 512 KiB, often
+        // resident in full (it was carved from freed memory), that the fresh
+        // page would otherwise take from untouched memory beside it.
         if (force || page->retire_expire == 0 || mi_page_block_size(page) > MI_SMALL_OBJ_SIZE_MAX) {
           _mi_page_free_or_delay(pq->first, pq, force);  // gcmalloc: not before its QSBR goal
         }
